@@ -1,0 +1,11 @@
+//! The shared runtime of the metal controllers: everything each deployable would otherwise
+//! repeat. A controller's `main` parses [`flags::CommonArgs`], calls [`logging::init`], starts the
+//! [`admin`] server with a [`metrics::Metrics`] registry and a [`admin::Readiness`] gate, waits for
+//! leadership from [`lease`], and runs its reconcilers until [`shutdown`] or loss of the lease.
+
+pub mod admin;
+pub mod flags;
+pub mod lease;
+pub mod logging;
+pub mod metrics;
+pub mod shutdown;

@@ -1,0 +1,146 @@
+//! Project tasks behind `cargo xtask`: the two README commands (`up`, `test`) and CRD generation.
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(about = "metal project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Bring the system up locally: a real control plane with the CRDs installed.
+    Up,
+    /// Run the whole test suite (what CI runs): fmt, clippy, unit, integration and e2e tests.
+    Test {
+        /// Skip `cargo fmt --check` and clippy.
+        #[arg(long)]
+        no_lint: bool,
+        /// Extra arguments passed to `cargo test` (after `--workspace`).
+        #[arg(trailing_var_arg = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Write the generated CRD YAML to kustomize/base/crd.
+    Crdgen,
+    /// Build (or find cached) control-plane binaries and print their directory.
+    ControlPlane,
+}
+
+fn root() -> PathBuf {
+    testenv::repo_root()
+}
+
+fn run(step: &str, cmd: &mut Command) -> anyhow::Result<()> {
+    let started = Instant::now();
+    eprintln!("==> {step}");
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("starting {step}"))?;
+    eprintln!("<== {step}: {status} in {:.1?}", started.elapsed());
+    if !status.success() {
+        bail!("{step} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn crdgen(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let crds = api::crds::all();
+    for crd in &crds {
+        let name = api::crds::file_name(crd);
+        std::fs::write(dir.join(&name), api::crds::render_yaml(crd))
+            .with_context(|| format!("writing {name}"))?;
+    }
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        api::crds::kustomization_yaml(),
+    )?;
+    eprintln!("wrote {} CRDs to {}", crds.len(), dir.display());
+    Ok(())
+}
+
+fn test(no_lint: bool, cargo_args: &[String]) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if !no_lint {
+        run(
+            "cargo fmt --check",
+            cargo().args(["fmt", "--all", "--", "--check"]),
+        )?;
+        run(
+            "cargo clippy",
+            cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )?;
+    }
+    run(
+        "control plane binaries",
+        Command::new("bash").arg("e2e/scripts/build-control-plane.sh"),
+    )?;
+    run(
+        "cargo test",
+        cargo().args(["test", "--workspace"]).args(cargo_args),
+    )?;
+    eprintln!("all tests passed in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+fn up() -> anyhow::Result<()> {
+    let cp = testenv::ControlPlane::start(testenv::Options::default())
+        .context("starting the control plane")?;
+    println!("control plane ready in {:.1?}", cp.started_in());
+    println!("CRDs installed from {}", testenv::crd_dir().display());
+    if let Some(kubectl) = cp.binaries().and_then(|b| b.kubectl.clone()) {
+        println!("kubectl: {}", kubectl.display());
+    }
+    println!();
+    println!("export KUBECONFIG={}", cp.kubeconfig().display());
+    println!();
+    println!("Press Ctrl-C to stop.");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    drop(cp);
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Up => up(),
+        Cmd::Test {
+            no_lint,
+            cargo_args,
+        } => test(no_lint, &cargo_args),
+        Cmd::Crdgen => crdgen(&root().join("kustomize/base/crd")),
+        Cmd::ControlPlane => {
+            let b = testenv::Binaries::locate()?;
+            println!(
+                "{}",
+                b.kube_apiserver
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .display()
+            );
+            Ok(())
+        }
+    }
+}
