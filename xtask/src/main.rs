@@ -97,6 +97,11 @@ fn test(no_lint: bool, cargo_args: &[String]) -> anyhow::Result<()> {
         "cargo test",
         cargo().args(["test", "--workspace"]).args(cargo_args),
     )?;
+    // Conformance of the simulator: the DMTF Redfish Service Validator must report 0 FAIL.
+    run(
+        "redfish service validator (metal-bmc-sim)",
+        Command::new("bash").arg("crates/bmc-sim/scripts/service-validator.sh"),
+    )?;
     eprintln!("all tests passed in {:.1?}", started.elapsed());
     Ok(())
 }
