@@ -50,6 +50,21 @@ fn run(step: &str, cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Cargo's target directory (honours `CARGO_TARGET_DIR` and config).
+fn target_dir() -> anyhow::Result<PathBuf> {
+    let out = cargo()
+        .args(["metadata", "--format-version=1", "--no-deps"])
+        .current_dir(root())
+        .output()
+        .context("cargo metadata")?;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    meta["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata has no target_directory")
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
@@ -99,8 +114,14 @@ fn test(no_lint: bool, cargo_args: &[String]) -> anyhow::Result<()> {
     )?;
     // Conformance of the simulator: the DMTF Redfish Service Validator must report 0 FAIL.
     run(
+        "build metal-bmc-sim",
+        cargo().args(["build", "--quiet", "-p", "metal-bmc-sim"]),
+    )?;
+    run(
         "redfish service validator (metal-bmc-sim)",
-        Command::new("bash").arg("crates/bmc-sim/scripts/service-validator.sh"),
+        Command::new("bash")
+            .arg("crates/bmc-sim/scripts/service-validator.sh")
+            .arg(target_dir()?.join("debug/metal-bmc-sim")),
     )?;
     eprintln!("all tests passed in {:.1?}", started.elapsed());
     Ok(())
