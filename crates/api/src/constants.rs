@@ -202,6 +202,11 @@ pub mod condition_types {
     pub const WAITING_FOR_POWER_OFF: &str = "WaitingForPowerOff";
     /// ServerBootConfiguration: the booted agent reported back.
     pub const BOOT_STATE_RECEIVED: &str = "BootStateReceived";
+    /// Server: whether discovery has read the server's inventory (and, in-band, received the
+    /// probe agent's report); written by discovery.
+    pub const DISCOVERED: &str = "Discovered";
+    /// ServerClaim: whether the claim is bound to a server, and if not, why (reservation).
+    pub const BOUND: &str = "Bound";
 
     /// Day-2: a ServerMaintenance was created for the operation.
     pub const SERVER_MAINTENANCE_CREATED: &str = "ServerMaintenanceCreated";
@@ -255,7 +260,8 @@ pub mod condition_types {
 
     /// BMCSettings: BMC reset after applying settings.
     pub const RESET_POST_SETTING_APPLY: &str = "ResetPostSettingApply";
-    /// BMCSettings: the servers were powered off.
+    /// BMCSettings: the servers were powered off. ServerClaim: provisioning confirmed (from the
+    /// BMC) that the claim's server is off; reservation releases the server only after that.
     pub const POWERED_OFF: &str = "PoweredOff";
     /// BMCSettings: changes were written to the BMC.
     pub const CHANGES_ISSUED: &str = "ChangesIssued";
@@ -298,6 +304,47 @@ pub mod reasons {
 
     /// BootStateReceived=True: the discovery agent reported that it booted.
     pub const BOOT_STATE_RECEIVED: &str = "BootStateReceived";
+
+    /// Discovered=True: the inventory was read over Redfish (out-of-band inspection).
+    pub const INVENTORY_READ: &str = "InventoryRead";
+    /// Discovered=True: the probe agent's in-band report was received and merged.
+    pub const IN_BAND_DATA_RECEIVED: &str = "InBandDataReceived";
+    /// Discovered=Unknown: a discovery round started (server created, or back in Initial).
+    pub const DISCOVERY_STARTED: &str = "DiscoveryStarted";
+    /// Discovered=Unknown: the discovery boot is under way; waiting for the probe agent's report.
+    pub const WAITING_FOR_AGENT: &str = "WaitingForAgent";
+    /// Discovered=False: no report within `--discovery-timeout`; the server went back to Initial.
+    pub const DISCOVERY_TIMED_OUT: &str = "DiscoveryTimedOut";
+    /// Discovered=False: the server's BMC is not reachable (its `Ready` condition is not True).
+    pub const BMC_NOT_READY: &str = "BMCNotReady";
+    /// BMC Ready=False: the BMCSecret is missing or lacks `username`/`password`.
+    pub const MISSING_CREDENTIALS: &str = "MissingCredentials";
+    /// BMC Ready=False: no address is known (neither `spec.access.ip` nor an Endpoint IP).
+    pub const NO_ADDRESS: &str = "NoAddress";
+    /// BMC Ready=False: the address or CA bundle is not usable.
+    pub const INVALID_CONFIGURATION: &str = "InvalidConfiguration";
+    /// BMCUser Ready=True: the account exists and its credentials were verified on the BMC.
+    pub const ACCOUNT_READY: &str = "AccountReady";
+    /// BMCUser Ready=False: the BMC rejected the candidate credentials; they were not promoted.
+    pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
+
+    /// ServerClaim Bound=True: the claim is bound to a server.
+    pub const BOUND: &str = "Bound";
+    /// ServerClaim Bound=False: no server matches the claim's selector (or its serverRef does
+    /// not match its selector).
+    pub const NO_MATCHING_SERVER: &str = "NoMatchingServer";
+    /// ServerClaim Bound=False: every matching server is claimed by another claim.
+    pub const ALL_MATCHING_SERVERS_TAKEN: &str = "AllMatchingServersTaken";
+    /// ServerClaim Bound=False: the server named by `spec.serverRef` does not exist.
+    pub const SERVER_NOT_FOUND: &str = "ServerNotFound";
+    /// ServerClaim Bound=False: matching servers exist but are not claimable (state not
+    /// Available, powered on, or cordoned).
+    pub const SERVER_NOT_AVAILABLE: &str = "ServerNotAvailable";
+    /// ServerClaim Bound=False: matching servers carry NoBind taints the claim does not tolerate.
+    pub const NOT_TOLERATED: &str = "NotTolerated";
+    /// ServerClaim Bound=True: the claim is being deleted; its server stays bound until
+    /// provisioning confirmed power off and the server is released.
+    pub const RELEASING: &str = "Releasing";
 
     /// Maintenance created.
     pub const SERVER_MAINTENANCE_CREATED: &str = "ServerMaintenanceHasBeenCreated";
@@ -386,6 +433,24 @@ pub mod reasons {
         WAITING_FOR_POWER_OFF,
         POWER_OFF_CONFIRMED,
         BOOT_STATE_RECEIVED,
+        INVENTORY_READ,
+        IN_BAND_DATA_RECEIVED,
+        DISCOVERY_STARTED,
+        WAITING_FOR_AGENT,
+        DISCOVERY_TIMED_OUT,
+        BMC_NOT_READY,
+        MISSING_CREDENTIALS,
+        NO_ADDRESS,
+        INVALID_CONFIGURATION,
+        ACCOUNT_READY,
+        CREDENTIALS_REJECTED,
+        BOUND,
+        NO_MATCHING_SERVER,
+        ALL_MATCHING_SERVERS_TAKEN,
+        SERVER_NOT_FOUND,
+        SERVER_NOT_AVAILABLE,
+        NOT_TOLERATED,
+        RELEASING,
         SERVER_MAINTENANCE_CREATED,
         SERVER_MAINTENANCE_DELETED,
         SERVER_MAINTENANCE_WAITING,

@@ -723,6 +723,112 @@ pub fn cases() -> Vec<CelCase> {
         "serverRef is immutable",
     );
 
+    // ServerBootConfiguration: our additions (boot method, plain boot artifacts, ISO).
+    b.cel(
+        "cel-sbc-virtualmedia-needs-iso",
+        "ServerBootConfiguration",
+        ".spec",
+        with(
+            with(
+                boot_configuration(),
+                "/spec/bootMethod",
+                json!("VirtualMedia"),
+            ),
+            "/spec/isoURL",
+            json!("https://images.example.com/os.iso"),
+        ),
+        with(
+            boot_configuration(),
+            "/spec/bootMethod",
+            json!("VirtualMedia"),
+        ),
+        "isoURL is required when bootMethod is VirtualMedia",
+    );
+    b.cel(
+        "cel-sbc-iso-url",
+        "ServerBootConfiguration",
+        ".spec.isoURL",
+        with(
+            boot_configuration(),
+            "/spec/isoURL",
+            json!("https://images.example.com/os.iso"),
+        ),
+        with(boot_configuration(), "/spec/isoURL", json!("os.iso")),
+        "isoURL must be an absolute URL",
+    );
+    let artifacts = || {
+        with(
+            boot_configuration(),
+            "/spec/bootArtifacts",
+            json!({
+                "kernelURL": "http://boot.example.com/vmlinuz",
+                "initrdURL": "http://boot.example.com/initrd",
+                "rootImageURL": "http://boot.example.com/root.squashfs",
+                "cmdline": "console=ttyS0 gl.url=${rootfs-url}",
+            }),
+        )
+    };
+    b.cel(
+        "cel-sbc-artifacts-kernel-required",
+        "ServerBootConfiguration",
+        ".spec.bootArtifacts",
+        artifacts(),
+        with(
+            boot_configuration(),
+            "/spec/bootArtifacts",
+            json!({ "initrdURL": "http://boot.example.com/initrd" }),
+        ),
+        "bootArtifacts.kernelURL is required",
+    );
+    b.cel(
+        "cel-sbc-artifacts-kernel-url",
+        "ServerBootConfiguration",
+        ".spec.bootArtifacts.kernelURL",
+        artifacts(),
+        with(
+            artifacts(),
+            "/spec/bootArtifacts/kernelURL",
+            json!("vmlinuz"),
+        ),
+        "kernelURL must be an absolute URL",
+    );
+    b.cel(
+        "cel-sbc-artifacts-initrd-url",
+        "ServerBootConfiguration",
+        ".spec.bootArtifacts.initrdURL",
+        artifacts(),
+        with(
+            artifacts(),
+            "/spec/bootArtifacts/initrdURL",
+            json!("initrd"),
+        ),
+        "initrdURL must be an absolute URL",
+    );
+    b.cel(
+        "cel-sbc-artifacts-root-url",
+        "ServerBootConfiguration",
+        ".spec.bootArtifacts.rootImageURL",
+        artifacts(),
+        with(
+            artifacts(),
+            "/spec/bootArtifacts/rootImageURL",
+            json!("root"),
+        ),
+        "rootImageURL must be an absolute URL",
+    );
+    b.cel(
+        "cel-sbc-artifacts-cmdline-one-line",
+        "ServerBootConfiguration",
+        ".spec.bootArtifacts.cmdline",
+        artifacts(),
+        with(
+            artifacts(),
+            "/spec/bootArtifacts/cmdline",
+            json!("console=ttyS0\nshell"),
+        ),
+        "cmdline must be a single line",
+    );
+
     // ServerReadinessRule
     let rule = readiness_rule;
     b.cel_update(
@@ -859,6 +965,96 @@ pub fn cases() -> Vec<CelCase> {
             json!("ghcr.io/example/diag:1.1"),
         )),
         "serverRef is immutable",
+    );
+    // The template embeds a ServerBootConfiguration spec, so our SBC additions are checked
+    // there too.
+    let sm_sbc = |spec: Value| {
+        with(
+            maintenance(),
+            "/spec/serverBootConfigurationTemplate",
+            json!({ "name": "server-1-maintenance", "spec": spec }),
+        )
+    };
+    let sbc_spec = |extra: Value| {
+        let mut spec = json!({ "serverRef": { "name": "server-1" } });
+        for (k, v) in extra.as_object().expect("object") {
+            spec[k] = v.clone();
+        }
+        spec
+    };
+    let good_artifacts = json!({
+        "kernelURL": "http://boot.example.com/vmlinuz",
+        "initrdURL": "http://boot.example.com/initrd",
+        "rootImageURL": "http://boot.example.com/root.squashfs",
+        "cmdline": "console=ttyS0",
+    });
+    let artifacts_with = |key: &str, value: Value| {
+        let mut a = good_artifacts.clone();
+        a[key] = value;
+        sm_sbc(sbc_spec(json!({ "bootArtifacts": a })))
+    };
+    let iso = "https://images.example.com/os.iso";
+    b.cel(
+        "cel-sm-template-virtualmedia-needs-iso",
+        "ServerMaintenance",
+        ".spec.serverBootConfigurationTemplate.spec",
+        sm_sbc(sbc_spec(
+            json!({ "bootMethod": "VirtualMedia", "isoURL": iso }),
+        )),
+        sm_sbc(sbc_spec(json!({ "bootMethod": "VirtualMedia" }))),
+        "isoURL is required when bootMethod is VirtualMedia",
+    );
+    b.cel(
+        "cel-sm-template-iso-url",
+        "ServerMaintenance",
+        ".spec.serverBootConfigurationTemplate.spec.isoURL",
+        sm_sbc(sbc_spec(json!({ "isoURL": iso }))),
+        sm_sbc(sbc_spec(json!({ "isoURL": "os.iso" }))),
+        "isoURL must be an absolute URL",
+    );
+    b.cel(
+        "cel-sm-template-artifacts-kernel-required",
+        "ServerMaintenance",
+        ".spec.serverBootConfigurationTemplate.spec.bootArtifacts",
+        sm_sbc(sbc_spec(json!({ "bootArtifacts": good_artifacts.clone() }))),
+        sm_sbc(sbc_spec(
+            json!({ "bootArtifacts": { "initrdURL": "http://boot.example.com/initrd" } }),
+        )),
+        "bootArtifacts.kernelURL is required",
+    );
+    for (name, key, message) in [
+        (
+            "cel-sm-template-artifacts-kernel-url",
+            "kernelURL",
+            "kernelURL must be an absolute URL",
+        ),
+        (
+            "cel-sm-template-artifacts-initrd-url",
+            "initrdURL",
+            "initrdURL must be an absolute URL",
+        ),
+        (
+            "cel-sm-template-artifacts-root-url",
+            "rootImageURL",
+            "rootImageURL must be an absolute URL",
+        ),
+    ] {
+        b.cel(
+            name,
+            "ServerMaintenance",
+            ".spec.serverBootConfigurationTemplate.spec.bootArtifacts",
+            sm_sbc(sbc_spec(json!({ "bootArtifacts": good_artifacts.clone() }))),
+            artifacts_with(key, json!("relative/path")),
+            message,
+        );
+    }
+    b.cel(
+        "cel-sm-template-artifacts-cmdline-one-line",
+        "ServerMaintenance",
+        ".spec.serverBootConfigurationTemplate.spec.bootArtifacts.cmdline",
+        artifacts_with("cmdline", json!("console=ttyS0")),
+        artifacts_with("cmdline", json!("console=ttyS0\rshell")),
+        "cmdline must be a single line",
     );
 
     // BIOSSettings
