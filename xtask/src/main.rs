@@ -1,5 +1,7 @@
 //! Project tasks behind `cargo xtask`: the two README commands (`up`, `test`) and CRD generation.
 
+mod discovery_up;
+
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -138,15 +140,35 @@ fn up() -> anyhow::Result<()> {
     println!();
     println!("export KUBECONFIG={}", cp.kubeconfig().display());
     println!();
-    println!("Press Ctrl-C to stop.");
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
+        let discovery = up_discovery(&cp).await;
+        println!("Press Ctrl-C to stop.");
         let _ = tokio::signal::ctrl_c().await;
+        if let Some(d) = discovery {
+            d.stop().await;
+        }
     });
     drop(cp);
     Ok(())
+}
+
+/// The discovery part of `up`: simulated rack + BMC objects + `metal-discovery` (a failure is
+/// reported and leaves the control plane running).
+async fn up_discovery(cp: &testenv::ControlPlane) -> Option<discovery_up::DiscoveryUp> {
+    let log_dir = cp
+        .dir()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    match discovery_up::start(cp.kubeconfig(), &log_dir).await {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("discovery bring-up failed: {e:#}");
+            None
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {

@@ -1,0 +1,280 @@
+//! Onboarding benchmark: N simulated BMCs (Redfish latency per request) → N Servers Available,
+//! out-of-band, with `metal-discovery` running as a process against a real control plane.
+//!
+//! ```text
+//! cargo run --release -p metal-discovery --example onboard_bench -- --bmcs 100
+//! cargo run --release -p metal-discovery --example onboard_bench -- --bmcs 1000 --concurrency 128
+//! ```
+//!
+//! Prints: wall time from process start until every Server is Available, Redfish requests per
+//! server (simulator counters), API writes per server (discovery's own counter), peak RSS of the
+//! discovery process (VmHWM).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use api::bmc::BMC;
+use api::bmcsecret::BMCSecret;
+use api::server::{Server, ServerState};
+use clap::Parser;
+use futures::StreamExt;
+use kube::api::{Api, ListParams, PostParams};
+use metal_bmc_sim::{GroupSpec, Knobs, RackSpec, Simulator};
+use serde_json::json;
+
+/// Benchmark options.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Number of simulated BMCs (one system each).
+    #[arg(long, default_value_t = 100)]
+    bmcs: usize,
+    /// Redfish latency per request, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    /// Reconciles in flight per controller (`--concurrency` of metal-discovery).
+    #[arg(long, default_value_t = 64)]
+    concurrency: u16,
+    /// First simulator address.
+    #[arg(long, default_value = "127.80.0.1")]
+    base: String,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 1800)]
+    timeout_secs: u64,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18080)
+}
+
+fn discovery_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .context("locating the target directory")?;
+    let profile = if dir.ends_with("release") {
+        "--release"
+    } else {
+        "--profile=dev"
+    };
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "build",
+            "-q",
+            profile,
+            "-p",
+            "metal-discovery",
+            "--bin",
+            "metal-discovery",
+        ])
+        .current_dir(testenv::repo_root())
+        .status()?;
+    if !status.success() {
+        bail!("building metal-discovery failed");
+    }
+    Ok(dir.join("metal-discovery"))
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+async fn scrape(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    let _ = s
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(text)
+}
+
+fn sum_metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name)
+                && (l.as_bytes().get(name.len()) == Some(&b'{')
+                    || l.as_bytes().get(name.len()) == Some(&b' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let bin = discovery_binary()?;
+    eprintln!("starting a control plane ...");
+    let cp = tokio::task::spawn_blocking(|| {
+        testenv::ControlPlane::start(testenv::Options {
+            controller_manager: false,
+            ..Default::default()
+        })
+    })
+    .await??;
+    let client = cp.client().await;
+    eprintln!(
+        "starting {} simulated BMCs ({} ms latency) ...",
+        args.bmcs, args.latency_ms
+    );
+    let sim = Simulator::start(RackSpec {
+        base_address: args.base.parse()?,
+        port: 0,
+        tls: true,
+        groups: vec![GroupSpec {
+            count: args.bmcs,
+            password: Some("bench-password".into()),
+            knobs: Knobs {
+                latency_ms: args.latency_ms,
+                ..Knobs::default()
+            },
+            ..GroupSpec::default()
+        }],
+        ..RackSpec::default()
+    })
+    .await?;
+    let infos = sim.bmcs();
+    let run = "bench";
+    let labels = json!({"metal.bench/run": run});
+    eprintln!("creating {} BMCSecrets and BMCs ...", infos.len());
+    let secrets: Api<BMCSecret> = Api::all(client.clone());
+    let bmcs: Api<BMC> = Api::all(client.clone());
+    futures::stream::iter(infos.iter().enumerate())
+        .for_each_concurrent(32, |(i, info)| {
+            let (secrets, bmcs, labels) = (secrets.clone(), bmcs.clone(), labels.clone());
+            async move {
+                let name = format!("bench-{i:05}");
+                let s: BMCSecret = serde_json::from_value(json!({
+                    "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "BMCSecret",
+                    "metadata": {"name": name, "labels": labels},
+                    "stringData": {"username": info.username, "password": info.password, "ca.crt": info.ca_pem.clone().unwrap_or_default()}
+                }))
+                .unwrap();
+                secrets.create(&PostParams::default(), &s).await.expect("secret");
+                let b: BMC = serde_json::from_value(json!({
+                    "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "BMC",
+                    "metadata": {"name": name, "labels": labels},
+                    "spec": {"access": {"ip": info.ip.to_string()}, "bmcSecretRef": {"name": name},
+                             "protocol": {"name": "Redfish", "port": info.port, "scheme": "https"}}
+                }))
+                .unwrap();
+                bmcs.create(&PostParams::default(), &b).await.expect("bmc");
+            }
+        })
+        .await;
+    for i in 0..infos.len() {
+        sim.reset_request_counts(i)?;
+    }
+
+    let admin_port = free_port();
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(&bin)
+        .arg("--kubeconfig")
+        .arg(cp.kubeconfig())
+        .args([
+            "--bmc-selector",
+            &format!("metal.bench/run={run}"),
+            "--admin-addr",
+            &format!("127.0.0.1:{admin_port}"),
+            "--registry-addr",
+            "127.0.0.1:0",
+            "--concurrency",
+            &args.concurrency.to_string(),
+            "--bmc-refresh-interval",
+            "30m",
+            "--log-level",
+            "warn",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().context("pid")?;
+    let servers: Api<Server> = Api::all(client.clone());
+    let lp = ListParams::default().labels(&format!("metal.bench/run={run}"));
+    let mut last = 0;
+    let wall = loop {
+        let list = servers.list_metadata(&lp).await?;
+        let total = list.items.len();
+        let avail = servers
+            .list(&lp)
+            .await?
+            .items
+            .iter()
+            .filter(|s| s.status.as_ref().and_then(|st| st.state) == Some(ServerState::Available))
+            .count();
+        if avail != last {
+            eprintln!(
+                "{:>6.1}s  servers {total:>5}  available {avail:>5}",
+                started.elapsed().as_secs_f64()
+            );
+            last = avail;
+        }
+        if avail == args.bmcs {
+            break started.elapsed();
+        }
+        if started.elapsed() > Duration::from_secs(args.timeout_secs) {
+            bail!("timed out with {avail}/{} available", args.bmcs);
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("metal-discovery exited: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(if args.bmcs > 200 {
+            1000
+        } else {
+            250
+        }))
+        .await;
+    };
+    let metrics = scrape(admin_port).await;
+    let hwm = vm_hwm_kib(pid).unwrap_or(0);
+    child.kill().await?;
+    let n = args.bmcs as f64;
+    let sim_requests: u64 = (0..infos.len())
+        .map(|i| sim.request_counts(i).map(|c| c.total).unwrap_or(0))
+        .sum();
+    let writes = sum_metric(&metrics, "metal_discovery_api_writes_total");
+    let client_requests = sum_metric(&metrics, "metal_redfish_requests_total");
+    println!();
+    println!(
+        "| BMCs | latency | concurrency | wall time to all Available | servers/min | Redfish req/server (sim) | API writes/server | peak RSS (VmHWM) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} ms | {} | {:.1} s | {:.0} | {:.1} | {:.1} | {:.1} MiB |",
+        args.bmcs,
+        args.latency_ms,
+        args.concurrency,
+        wall.as_secs_f64(),
+        n / wall.as_secs_f64() * 60.0,
+        sim_requests as f64 / n,
+        writes / n,
+        hwm as f64 / 1024.0
+    );
+    eprintln!(
+        "(discovery counted {client_requests} Redfish requests; the simulator {sim_requests})"
+    );
+    sim.shutdown().await;
+    drop(cp);
+    Ok(())
+}

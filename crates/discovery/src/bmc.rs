@@ -1,0 +1,606 @@
+//! BMC reconciler: connect, fill status from the Manager, create one Server per bootable
+//! system, handle the `graceful-restart-bmc` operation.
+//!
+//! Pipeline: read (BMC, secret, endpoint from the caches) → validate (resolve the connection
+//! target) → reset operation → BMC I/O (manager + systems) → apply Servers → apply status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::bmc::{BMC, BMCPowerState, BMCState, BMCStatus};
+use api::conditions::{self, ConditionStatus};
+use api::constants::{OPERATION_ANNOTATION, Operation, condition_types, reasons};
+use api::server::Server;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use redfish::models::{Manager, PowerState};
+use redfish::{ManagerSummary, SystemSummary};
+use serde_json::{Value, json};
+
+use crate::context::{Ctx, ignored, jitter, now, operation};
+use crate::error::{Error, Result};
+use crate::guard;
+use crate::logic::ignition::server_name;
+use crate::logic::reasons::ready_reason;
+
+/// Why the BMC cannot be talked to, before any request: condition reason + message.
+struct NotReady {
+    reason: &'static str,
+    message: String,
+}
+
+/// Picks the Manager that is "the" BMC: the one with `uuid` when the spec pins it, else the
+/// first `BMC`-type manager with a graphical console, else the lowest `@odata.id` (upstream
+/// `DiscoverManager`).
+pub fn select_manager<'a>(
+    managers: &'a [ManagerSummary],
+    uuid: Option<&str>,
+) -> Option<&'a ManagerSummary> {
+    if let Some(uuid) = uuid.filter(|u| !u.is_empty()) {
+        return managers.iter().find(|m| {
+            m.uuid
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(uuid))
+        });
+    }
+    let mut sorted: Vec<&ManagerSummary> = managers.iter().collect();
+    sorted.sort_by(|a, b| a.odata_id.cmp(&b.odata_id));
+    sorted
+        .iter()
+        .find(|m| m.has_graphical_console && m.manager_type.as_deref().is_none_or(|t| t == "BMC"))
+        .or_else(|| {
+            sorted
+                .iter()
+                .find(|m| m.manager_type.as_deref() == Some("BMC"))
+        })
+        .or(sorted.first())
+        .copied()
+}
+
+fn bmc_power(p: Option<&PowerState>) -> BMCPowerState {
+    match p {
+        Some(PowerState::On) => BMCPowerState::On,
+        Some(PowerState::Off) => BMCPowerState::Off,
+        Some(PowerState::PoweringOn) => BMCPowerState::PoweringOn,
+        Some(PowerState::PoweringOff) => BMCPowerState::PoweringOff,
+        Some(PowerState::Paused) => BMCPowerState::Paused,
+        _ => BMCPowerState::Unknown,
+    }
+}
+
+/// Parses a Redfish timestamp.
+pub fn parse_time(s: Option<&str>) -> Option<Time> {
+    s.and_then(|s| s.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .map(Time)
+}
+
+/// The status discovery wants for a connected BMC (pure): identity from the Manager, address
+/// from the spec or the Endpoint, conditions merged into the existing ones.
+pub fn connected_status(
+    current: &BMCStatus,
+    manager: &Manager,
+    ip: Option<String>,
+    mac: Option<String>,
+    generation: Option<i64>,
+) -> BMCStatus {
+    let mut s = current.clone();
+    let non_empty = |v: &Option<String>| v.clone().filter(|x| !x.trim().is_empty());
+    s.ip = ip;
+    s.mac_address = mac;
+    s.manufacturer = non_empty(&manager.manufacturer);
+    s.model = non_empty(&manager.model);
+    s.sku = non_empty(&manager.part_number);
+    s.serial_number = non_empty(&manager.serial_number);
+    s.firmware_version = non_empty(&manager.firmware_version);
+    s.power_state = Some(bmc_power(manager.power_state.as_ref()));
+    s.state = Some(
+        manager
+            .status
+            .as_ref()
+            .and_then(|st| st.state.as_ref())
+            .map(|st| BMCState::from(st.as_str().to_string()))
+            .unwrap_or(BMCState::Enabled),
+    );
+    s.last_reset_time = parse_time(manager.last_reset_time.as_deref());
+    conditions::set(
+        &mut s.conditions,
+        conditions::new(
+            condition_types::READY,
+            ConditionStatus::True,
+            reasons::CONNECTED,
+            "connected to the BMC",
+            generation,
+            now(),
+        ),
+    );
+    if conditions::is_true(&s.conditions, condition_types::RESET) {
+        conditions::set(
+            &mut s.conditions,
+            conditions::new(
+                condition_types::RESET,
+                ConditionStatus::False,
+                reasons::RESET_COMPLETE,
+                "the BMC answers again after the reset",
+                generation,
+                now(),
+            ),
+        );
+    }
+    s
+}
+
+/// Status for a BMC that cannot be reached or used (pure).
+pub fn failed_status(
+    current: &BMCStatus,
+    reason: &str,
+    message: &str,
+    resetting: bool,
+    generation: Option<i64>,
+) -> BMCStatus {
+    let mut s = current.clone();
+    s.state = Some(if resetting {
+        BMCState::Pending
+    } else {
+        BMCState::Error
+    });
+    conditions::set(
+        &mut s.conditions,
+        conditions::new(
+            condition_types::READY,
+            ConditionStatus::False,
+            reason,
+            message,
+            generation,
+            now(),
+        ),
+    );
+    s
+}
+
+/// The JSON apply body for a BMC status (only the fields discovery owns).
+fn status_body(name: &str, s: &BMCStatus) -> Result<Value> {
+    let mut status = serde_json::to_value(s)?;
+    if let Some(o) = status.as_object_mut() {
+        // Event subscriptions are not discovery's.
+        o.remove("metricsReportSubscriptionLink");
+        o.remove("eventsSubscriptionLink");
+    }
+    Ok(
+        json!({"apiVersion": api::API_VERSION, "kind": "BMC", "metadata": {"name": name}, "status": status}),
+    )
+}
+
+async fn write_status(ctx: &Ctx, bmc: &BMC, new: &BMCStatus) -> Result<()> {
+    let current = bmc.status.clone().unwrap_or_default();
+    if &current == new {
+        return Ok(());
+    }
+    let name = bmc.name_any();
+    let api: Api<BMC> = Api::all(ctx.client.clone());
+    ctx.apply_status(&api, &name, &status_body(&name, new)?)
+        .await?;
+    let old_ready = conditions::get(&current.conditions, condition_types::READY);
+    let new_ready = conditions::get(&new.conditions, condition_types::READY);
+    if let Some(nr) = new_ready
+        && old_ready.is_none_or(|o| o.status != nr.status || o.reason != nr.reason)
+    {
+        let t = if nr.status == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        ctx.event(bmc, t, &nr.reason, "Connect", nr.message.clone())
+            .await;
+    }
+    Ok(())
+}
+
+/// IP and MAC of the BMC: `spec.access`, else its Endpoint.
+fn address(ctx: &Ctx, bmc: &BMC) -> (Option<String>, Option<String>) {
+    if let Some(a) = &bmc.spec.access {
+        return (a.ip.clone(), a.mac_address.clone());
+    }
+    let ep = bmc
+        .spec
+        .endpoint_ref
+        .as_ref()
+        .and_then(|r| ctx.endpoints.get(&ObjectRef::new(&r.name)));
+    match ep {
+        Some(ep) => (ep.spec.ip.clone(), ep.spec.mac_address.clone()),
+        None => (None, None),
+    }
+}
+
+/// Builds (or reuses) the Redfish client of a BMC.
+pub fn client_for(ctx: &Ctx, bmc: &BMC) -> std::result::Result<redfish::Client, NotReadyError> {
+    let name = bmc.name_any();
+    let secret_name = &bmc.spec.bmc_secret_ref.name;
+    let Some(secret) = ctx.secret(secret_name) else {
+        return Err(NotReadyError(NotReady {
+            reason: reasons::MISSING_CREDENTIALS,
+            message: format!("BMCSecret {secret_name} not found"),
+        }));
+    };
+    let (ip, _) = address(ctx, bmc);
+    let target = runtime::bmc::resolve(bmc, &secret, ip.as_deref(), ctx.default_ca.as_deref())
+        .map_err(|e| {
+            NotReadyError(NotReady {
+                reason: match e.reason() {
+                    "NoAddress" => reasons::NO_ADDRESS,
+                    "MissingCredentials" => reasons::MISSING_CREDENTIALS,
+                    _ => reasons::INVALID_CONFIGURATION,
+                },
+                message: e.to_string(),
+            })
+        })?;
+    ctx.clients.client(&name, target).map_err(|e| {
+        NotReadyError(NotReady {
+            reason: reasons::INVALID_CONFIGURATION,
+            message: e.to_string(),
+        })
+    })
+}
+
+/// A BMC that cannot be used before any request is sent (missing secret, no address, ...).
+pub struct NotReadyError(NotReady);
+
+impl std::fmt::Display for NotReadyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.0.reason, self.0.message)
+    }
+}
+
+/// A failed BMC call, with the condition reason it maps to.
+struct IoFailure {
+    reason: &'static str,
+    message: String,
+}
+
+impl From<redfish::Error> for IoFailure {
+    fn from(e: redfish::Error) -> Self {
+        Self {
+            reason: ready_reason(e.class(), e.status()),
+            message: e.to_string(),
+        }
+    }
+}
+
+async fn manager(
+    ctx: &Ctx,
+    client: &redfish::Client,
+    bmc: &BMC,
+) -> std::result::Result<Manager, IoFailure> {
+    let name = bmc.name_any();
+    let id = match ctx.manager_id(&name) {
+        Some(id) => id,
+        None => {
+            let managers = client.managers().await?;
+            let Some(m) = select_manager(&managers, bmc.spec.bmc_uuid.as_deref()) else {
+                return Err(IoFailure {
+                    reason: reasons::UNKNOWN_ERROR,
+                    message: match &bmc.spec.bmc_uuid {
+                        Some(u) => format!("the BMC has no manager with UUID {u}"),
+                        None => "the BMC exposes no manager".into(),
+                    },
+                });
+            };
+            ctx.set_manager_id(&name, Some(m.odata_id.clone()));
+            m.odata_id.clone()
+        }
+    };
+    Ok(client.manager(&id).await?)
+}
+
+/// The Server object discovery wants for the `index`-th bootable system of `bmc` (pure).
+pub fn desired_server(bmc: &BMC, index: usize, system: &SystemSummary) -> Option<(String, Value)> {
+    let uuid = system.uuid.as_deref()?.trim().to_ascii_lowercase();
+    if uuid.is_empty() {
+        return None;
+    }
+    let name = server_name(&bmc.name_any(), index);
+    let owner = bmc.controller_owner_ref(&()).map(|mut o| {
+        o.block_owner_deletion = Some(true);
+        o
+    });
+    let body = json!({
+        "apiVersion": api::API_VERSION,
+        "kind": "Server",
+        "metadata": {
+            "name": name,
+            "labels": bmc.metadata.labels.clone().unwrap_or_default(),
+            "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
+        },
+        "spec": {
+            "systemUUID": uuid,
+            "systemURI": system.odata_id,
+            "bmcRef": {"name": bmc.name_any()},
+        }
+    });
+    Some((name, body))
+}
+
+/// Whether an existing Server already matches what [`desired_server`] would write.
+pub fn server_up_to_date(existing: &Server, bmc: &BMC, system: &SystemSummary) -> bool {
+    let uuid = system
+        .uuid
+        .as_deref()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let labels_ok = bmc.metadata.labels.as_ref().is_none_or(|want| {
+        let have = existing.metadata.labels.clone().unwrap_or_default();
+        want.iter().all(|(k, v)| have.get(k) == Some(v))
+    });
+    let owner_ok = existing
+        .metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|o| {
+            o.iter()
+                .any(|r| Some(&r.uid) == bmc.metadata.uid.as_ref() && r.controller == Some(true))
+        });
+    labels_ok
+        && owner_ok
+        && existing.spec.system_uuid == uuid
+        && existing.spec.system_uri.as_deref() == Some(system.odata_id.as_str())
+        && existing.spec.bmc_ref.as_ref().map(|r| r.name.as_str()) == Some(bmc.name_any().as_str())
+}
+
+async fn ensure_servers(ctx: &Ctx, bmc: &BMC, systems: &[SystemSummary]) -> Result<()> {
+    let api: Api<Server> = Api::all(ctx.client.clone());
+    for (i, sys) in systems.iter().filter(|s| s.bootable).enumerate() {
+        let Some((name, body)) = desired_server(bmc, i, sys) else {
+            tracing::warn!(bmc = %bmc.name_any(), system = %sys.odata_id, "system has no UUID; no Server created");
+            continue;
+        };
+        if let Some(existing) = ctx.servers.get(&ObjectRef::new(&name))
+            && server_up_to_date(&existing, bmc, sys)
+        {
+            continue;
+        }
+        ctx.apply(&api, &name, &body, true).await?;
+        tracing::info!(bmc = %bmc.name_any(), server = %name, "server applied");
+    }
+    Ok(())
+}
+
+fn reset_requested(c: Option<&Condition>) -> bool {
+    c.is_some_and(|c| c.status == "True" && c.reason == reasons::USER_REQUESTED)
+}
+
+/// Reconciles one BMC.
+pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Ctx>) -> Result<Action> {
+    let name = bmc.name_any();
+    tracing::debug!(bmc = %name, "reconciling BMC");
+    if ignored(&bmc.metadata) {
+        return Ok(Action::await_change());
+    }
+    if bmc.metadata.deletion_timestamp.is_some() {
+        ctx.clients.forget(&name).await;
+        ctx.metrics.forget_bmc(&name);
+        ctx.set_manager_id(&name, None);
+        return Ok(Action::await_change());
+    }
+    let current = bmc.status.clone().unwrap_or_default();
+    let generation = bmc.metadata.generation;
+    let reset_cond = conditions::get(&current.conditions, condition_types::RESET).cloned();
+    let resetting = reset_requested(reset_cond.as_ref());
+
+    let client = match client_for(&ctx, &bmc) {
+        Ok(c) => c,
+        Err(NotReadyError(nr)) => {
+            ctx.metrics.bmc_reachable(&name, false);
+            write_status(
+                &ctx,
+                &bmc,
+                &failed_status(&current, nr.reason, &nr.message, resetting, generation),
+            )
+            .await?;
+            return Ok(Action::requeue(
+                ctx.backoff(&name, ctx.cfg.bmc_refresh_interval),
+            ));
+        }
+    };
+
+    // The reset operation: record the request, then issue it once, then drop the annotation.
+    let wants_reset = operation(&bmc.metadata) == Some(Operation::GracefulRestartBmc.as_str());
+    if wants_reset && !resetting {
+        let mut s = current.clone();
+        s.state = Some(BMCState::Pending);
+        conditions::set(
+            &mut s.conditions,
+            conditions::new(
+                condition_types::RESET,
+                ConditionStatus::True,
+                reasons::USER_REQUESTED,
+                "graceful restart requested through metal.ironcore.dev/operation",
+                generation,
+                now(),
+            ),
+        );
+        write_status(&ctx, &bmc, &s).await?;
+        ctx.event(
+            &*bmc,
+            EventType::Normal,
+            reasons::USER_REQUESTED,
+            "ResetBMC",
+            "BMC reset requested".into(),
+        )
+        .await;
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    if wants_reset {
+        let requested_at = reset_cond.as_ref().map(|c| c.last_transition_time.0);
+        let m = match manager(&ctx, &client, &bmc).await {
+            Ok(m) => m,
+            Err(e) => return fail(&ctx, &bmc, &current, e, true).await,
+        };
+        let reset_since = parse_time(m.last_reset_time.as_deref()).map(|t| t.0);
+        let already = matches!((reset_since, requested_at), (Some(r), Some(q)) if r > q);
+        if !already {
+            let id = m.odata_id.clone().unwrap_or_default();
+            if let Err(e) = guard::reset_bmc(&ctx, &client, &bmc, &id).await {
+                return match e {
+                    Error::Redfish(e) => fail(&ctx, &bmc, &current, e.into(), true).await,
+                    other => Err(other),
+                };
+            }
+            ctx.event(
+                &*bmc,
+                EventType::Normal,
+                reasons::RESET_ISSUED,
+                "ResetBMC",
+                "Manager.Reset GracefulRestart issued".into(),
+            )
+            .await;
+        }
+        let api: Api<BMC> = Api::all(ctx.client.clone());
+        ctx.merge_patch(
+            &api,
+            &name,
+            &json!({"metadata": {"annotations": {OPERATION_ANNOTATION: null}}}),
+        )
+        .await?;
+        return Ok(Action::requeue(ctx.cfg.bmc_reset_wait));
+    }
+    if resetting && let Some(c) = &reset_cond {
+        let since = k8s_openapi::jiff::Timestamp::now().duration_since(c.last_transition_time.0);
+        let wait =
+            k8s_openapi::jiff::SignedDuration::try_from(ctx.cfg.bmc_reset_wait).unwrap_or_default();
+        if since < wait {
+            let left = (wait - since).unsigned_abs();
+            return Ok(Action::requeue(left.max(Duration::from_millis(100))));
+        }
+    }
+
+    let m = match manager(&ctx, &client, &bmc).await {
+        Ok(m) => m,
+        Err(e) => return fail(&ctx, &bmc, &current, e, resetting).await,
+    };
+    let systems = match client.systems().await {
+        Ok(s) => s,
+        Err(e) => return fail(&ctx, &bmc, &current, e.into(), resetting).await,
+    };
+    ctx.metrics.bmc_reachable(&name, true);
+    ensure_servers(&ctx, &bmc, &systems).await?;
+    let (ip, mac) = address(&ctx, &bmc);
+    write_status(
+        &ctx,
+        &bmc,
+        &connected_status(&current, &m, ip, mac, generation),
+    )
+    .await?;
+    ctx.succeeded(&name);
+    Ok(Action::requeue(jitter(ctx.cfg.bmc_refresh_interval, 0.1)))
+}
+
+async fn fail(
+    ctx: &Ctx,
+    bmc: &BMC,
+    current: &BMCStatus,
+    e: IoFailure,
+    resetting: bool,
+) -> Result<Action> {
+    let name = bmc.name_any();
+    ctx.metrics.bmc_reachable(&name, false);
+    ctx.set_manager_id(&name, None);
+    tracing::info!(bmc = %name, reason = e.reason, error = %e.message, "BMC not ready");
+    write_status(
+        ctx,
+        bmc,
+        &failed_status(
+            current,
+            e.reason,
+            &e.message,
+            resetting,
+            bmc.metadata.generation,
+        ),
+    )
+    .await?;
+    let cap = if resetting {
+        ctx.cfg.poll_interval
+    } else {
+        ctx.cfg.bmc_refresh_interval
+    };
+    Ok(Action::requeue(ctx.backoff(&name, cap)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(id: &str, uuid: &str, t: Option<&str>, console: bool) -> ManagerSummary {
+        ManagerSummary {
+            odata_id: id.into(),
+            id: None,
+            uuid: Some(uuid.into()),
+            name: None,
+            manager_type: t.map(str::to_string),
+            manufacturer: None,
+            model: None,
+            firmware_version: None,
+            power_state: None,
+            has_graphical_console: console,
+        }
+    }
+
+    #[test]
+    fn manager_selection() {
+        let ms = vec![
+            ms(
+                "/redfish/v1/Managers/2",
+                "B",
+                Some("EnclosureManager"),
+                false,
+            ),
+            ms("/redfish/v1/Managers/1", "A", Some("BMC"), true),
+        ];
+        assert_eq!(
+            select_manager(&ms, None).unwrap().uuid.as_deref(),
+            Some("A")
+        );
+        assert_eq!(
+            select_manager(&ms, Some("b")).unwrap().uuid.as_deref(),
+            Some("B")
+        );
+        assert!(select_manager(&ms, Some("C")).is_none());
+        assert!(select_manager(&[], None).is_none());
+    }
+
+    #[test]
+    fn statuses() {
+        let m: Manager = serde_json::from_value(json!({
+            "@odata.id": "/redfish/v1/Managers/BMC", "Manufacturer": "Contoso", "Model": "BMC 2",
+            "FirmwareVersion": "1.12.0", "SerialNumber": "S1", "PartNumber": "P1", "PowerState": "On",
+            "LastResetTime": "2024-01-01T00:00:00Z", "Status": {"State": "Enabled"}
+        }))
+        .unwrap();
+        let s = connected_status(
+            &BMCStatus::default(),
+            &m,
+            Some("10.0.0.1".into()),
+            None,
+            Some(1),
+        );
+        assert_eq!(s.manufacturer.as_deref(), Some("Contoso"));
+        assert_eq!(s.sku.as_deref(), Some("P1"));
+        assert_eq!(s.state, Some(BMCState::Enabled));
+        assert_eq!(s.power_state, Some(BMCPowerState::On));
+        assert!(s.last_reset_time.is_some());
+        assert!(conditions::is_true(&s.conditions, condition_types::READY));
+        assert!(conditions::get(&s.conditions, condition_types::RESET).is_none());
+        let f = failed_status(&s, reasons::AUTHENTICATION_FAILED, "401", false, Some(1));
+        assert_eq!(f.state, Some(BMCState::Error));
+        assert_eq!(
+            conditions::get(&f.conditions, "Ready").unwrap().reason,
+            "AuthenticationFailed"
+        );
+        // Identical input produces identical status: no write.
+        let again = connected_status(&s, &m, Some("10.0.0.1".into()), None, Some(1));
+        assert_eq!(again, s);
+    }
+}

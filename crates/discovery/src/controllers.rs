@@ -1,0 +1,401 @@
+//! Wiring: watches, caches, triggers and the four reconcilers (Endpoint, BMC, Server, BMCUser).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::bmc::BMC;
+use api::bmcsecret::BMCSecret;
+use api::bmcuser::BMCUser;
+use api::endpoint::Endpoint;
+use api::server::Server;
+use api::serverbootconfiguration::ServerBootConfiguration;
+use futures::FutureExt;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Config as ControllerConfig};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use runtime::admin::Gate;
+use runtime::bmc::BmcClients;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::context::{Ctx, Stores};
+use crate::error::{Error, Result};
+use crate::logic::ignition::DISCOVERY_LABEL;
+use crate::logic::macdb::MacDb;
+use crate::metrics::DiscoveryMetrics;
+use crate::server::server_of;
+
+/// Everything [`run_controllers`] needs besides the client.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Configuration.
+    pub cfg: Config,
+    /// Redfish client options (the metrics observer is added).
+    pub client_options: redfish::ClientOptions,
+    /// MAC-prefix database for Endpoints.
+    pub macdb: Option<MacDb>,
+    /// Default CA bundle for BMC TLS.
+    pub default_ca: Option<Vec<u8>>,
+}
+
+fn selected(cfg: &Config) -> watcher::Config {
+    let wc = watcher::Config::default();
+    if cfg.selector.trim().is_empty() {
+        wc
+    } else {
+        wc.labels(&cfg.selector)
+    }
+}
+
+fn internal(_: &Config) -> watcher::Config {
+    watcher::Config::default().labels(&format!("{DISCOVERY_LABEL}=true"))
+}
+
+fn error_policy<K: Resource>(kind: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Ctx>) -> Action {
+    move |obj, err, ctx| {
+        let key = format!("err/{kind}/{}", obj.meta().name.clone().unwrap_or_default());
+        if err.is_conflict() {
+            return Action::requeue(Duration::from_millis(300));
+        }
+        let wait = ctx.backoff(&key, Duration::from_secs(300));
+        tracing::warn!(kind, name = ?obj.meta().name, error = %err, retry_in = ?wait, "reconcile failed");
+        Action::requeue(wait)
+    }
+}
+
+/// Runs one reconcile under the deadline, with metrics; waits for the caches first.
+async fn guarded<K, F, Fut>(kind: &'static str, obj: Arc<K>, ctx: Arc<Ctx>, f: F) -> Result<Action>
+where
+    K: Resource,
+    F: FnOnce(Arc<K>, Arc<Ctx>) -> Fut,
+    Fut: Future<Output = Result<Action>>,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    tracing::trace!(kind, %name, "reconcile queued");
+    ctx.wait_ready().await;
+    let timer = ctx.metrics.reconcile.start(kind);
+    match tokio::time::timeout(ctx.cfg.reconcile_timeout, f(obj, ctx.clone())).await {
+        Ok(Ok(action)) => {
+            timer.success();
+            ctx.succeeded(&format!("err/{kind}/{name}"));
+            Ok(action)
+        }
+        Ok(Err(e)) => {
+            timer.failure(e.reason());
+            Err(e)
+        }
+        Err(_) => {
+            timer.failure("Deadline");
+            Err(Error::Deadline)
+        }
+    }
+}
+
+fn drain<S, T, E>(stream: S, what: &'static str) -> impl Future<Output = ()>
+where
+    S: futures::Stream<Item = std::result::Result<T, E>>,
+    E: std::fmt::Display,
+{
+    stream.for_each(move |r| {
+        if let Err(e) = r {
+            tracing::debug!(controller = what, error = %e, "controller event");
+        }
+        futures::future::ready(())
+    })
+}
+
+/// Runs the controllers until `shutdown` is cancelled. Marks `ready` once every cache synced.
+pub async fn run_controllers(
+    client: kube::Client,
+    opts: Options,
+    metrics: DiscoveryMetrics,
+    ready: Option<Gate>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let cfg = opts.cfg.clone();
+    let ns = cfg.manager_namespace.clone();
+    let concurrency = ControllerConfig::default().concurrency(cfg.concurrency.max(1));
+
+    let endpoint_ctrl = Controller::new(Api::<Endpoint>::all(client.clone()), selected(&cfg))
+        .with_config(concurrency.clone());
+    let bmc_ctrl = Controller::new(Api::<BMC>::all(client.clone()), selected(&cfg))
+        .with_config(concurrency.clone());
+    let server_ctrl = Controller::new(Api::<Server>::all(client.clone()), selected(&cfg))
+        .with_config(concurrency.clone());
+    let user_ctrl = Controller::new(Api::<BMCUser>::all(client.clone()), selected(&cfg))
+        .with_config(concurrency.clone());
+
+    // Our own caches for lookups across kinds. (The controllers' internal stores are left to the
+    // controllers: their readiness signal wakes only one waiter.) Servers are cached without the
+    // bulky inventory: lookups need metadata, spec, state and power state only.
+    let (bmcs, bmc_cache) = cache(
+        Api::<BMC>::all(client.clone()),
+        selected(&cfg),
+        |_: &mut BMC| {},
+    );
+    let (secrets, secret_cache) = cache(
+        Api::<BMCSecret>::all(client.clone()),
+        watcher::Config::default(),
+        |_: &mut BMCSecret| {},
+    );
+    let (endpoints, endpoint_cache) = cache(
+        Api::<Endpoint>::all(client.clone()),
+        selected(&cfg),
+        |_: &mut Endpoint| {},
+    );
+    let (servers, server_cache) = cache(
+        Api::<Server>::all(client.clone()),
+        selected(&cfg),
+        slim_server,
+    );
+    let (sbcs, sbc_cache) = cache(
+        Api::<ServerBootConfiguration>::namespaced(client.clone(), &ns),
+        internal(&cfg),
+        |_: &mut ServerBootConfiguration| {},
+    );
+    let caches = [
+        bmc_cache,
+        secret_cache,
+        endpoint_cache,
+        server_cache,
+        sbc_cache,
+    ];
+    let mut ready_rxs: Vec<tokio::sync::watch::Receiver<bool>> =
+        caches.iter().map(|c| c.ready.clone()).collect();
+
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let stores = Stores {
+        bmcs,
+        secrets,
+        endpoints,
+        servers,
+        internal_sbcs: sbcs,
+        ready: ready_rx,
+    };
+    metrics.set_server_store(stores.servers.clone());
+    let mut client_options = opts.client_options.clone();
+    client_options.observer = Some(metrics.redfish_observer());
+    let ctx = Arc::new(Ctx::new(
+        client.clone(),
+        cfg.clone(),
+        BmcClients::new(client_options),
+        opts.default_ca.clone(),
+        opts.macdb.clone(),
+        metrics,
+        stores.clone(),
+    ));
+
+    // BMC: triggered by its BMCSecret and Endpoint changes.
+    let bmcs_for_secret = stores.bmcs.clone();
+    let bmcs_for_ep = stores.bmcs.clone();
+    let bmc_ctrl = bmc_ctrl
+        .watches(
+            Api::<BMCSecret>::all(client.clone()),
+            watcher::Config::default(),
+            move |s: BMCSecret| {
+                let name = s.name_any();
+                refs(&bmcs_for_secret, move |b: &BMC| {
+                    b.spec.bmc_secret_ref.name == name
+                })
+            },
+        )
+        .watches(
+            Api::<Endpoint>::all(client.clone()),
+            selected(&cfg),
+            move |e: Endpoint| {
+                let name = e.name_any();
+                refs(&bmcs_for_ep, move |b: &BMC| {
+                    b.spec.endpoint_ref.as_ref().is_some_and(|r| r.name == name)
+                })
+            },
+        );
+
+    // Server: triggered by its BMC, its internal boot configuration and its report.
+    let servers_for_bmc = stores.servers.clone();
+    let server_ctrl = server_ctrl
+        .watches(
+            Api::<BMC>::all(client.clone()),
+            selected(&cfg),
+            move |b: BMC| {
+                let name = b.name_any();
+                refs(&servers_for_bmc, move |s: &Server| {
+                    s.spec.bmc_ref.as_ref().is_some_and(|r| r.name == name)
+                })
+            },
+        )
+        .watches(
+            Api::<ServerBootConfiguration>::namespaced(client.clone(), &ns),
+            internal(&cfg),
+            |sbc: ServerBootConfiguration| server_of(&sbc.metadata).map(|n| ObjectRef::new(&n)),
+        )
+        .watches(
+            Api::<ConfigMap>::namespaced(client.clone(), &ns),
+            internal(&cfg),
+            |cm: ConfigMap| server_of(&cm.metadata).map(|n| ObjectRef::new(&n)),
+        );
+
+    // BMCUser: triggered by its secrets and its BMC (the controller's own store, read only by
+    // trigger mappers, which never wait on it).
+    let users = user_ctrl.store();
+    let users_for_bmc = users.clone();
+    let user_ctrl = user_ctrl
+        .watches(
+            Api::<BMCSecret>::all(client.clone()),
+            watcher::Config::default(),
+            move |s: BMCSecret| {
+                let name = s.name_any();
+                let owners: Vec<String> = s
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .map(|r| r.uid.clone())
+                    .collect();
+                refs(&users, move |u: &BMCUser| {
+                    u.spec
+                        .bmc_secret_ref
+                        .as_ref()
+                        .is_some_and(|r| r.name == name)
+                        || u.status
+                            .as_ref()
+                            .and_then(|st| st.effective_bmc_secret_ref.as_ref())
+                            .is_some_and(|r| r.name == name)
+                        || u.metadata
+                            .uid
+                            .as_ref()
+                            .is_some_and(|uid| owners.contains(uid))
+                })
+            },
+        )
+        .watches(
+            Api::<BMC>::all(client.clone()),
+            selected(&cfg),
+            move |b: BMC| {
+                let name = b.name_any();
+                refs(&users_for_bmc, move |u: &BMCUser| {
+                    u.spec.bmc_ref.as_ref().is_some_and(|r| r.name == name)
+                })
+            },
+        );
+
+    let stop = || {
+        let t = shutdown.clone();
+        async move { t.cancelled().await }
+    };
+    let endpoint_run = endpoint_ctrl.graceful_shutdown_on(stop()).run(
+        |o, c| guarded("Endpoint", o, c, crate::endpoint::reconcile),
+        error_policy("Endpoint"),
+        ctx.clone(),
+    );
+    let bmc_run = bmc_ctrl.graceful_shutdown_on(stop()).run(
+        |o, c| guarded("BMC", o, c, crate::bmc::reconcile),
+        error_policy("BMC"),
+        ctx.clone(),
+    );
+    let server_run = server_ctrl.graceful_shutdown_on(stop()).run(
+        |o, c| guarded("Server", o, c, crate::server::reconcile),
+        error_policy("Server"),
+        ctx.clone(),
+    );
+    let user_run = user_ctrl.graceful_shutdown_on(stop()).run(
+        |o, c| guarded("BMCUser", o, c, crate::bmcuser::reconcile),
+        error_policy("BMCUser"),
+        ctx.clone(),
+    );
+
+    let ready_task = async move {
+        for rx in &mut ready_rxs {
+            let _ = rx.wait_for(|r| *r).await;
+        }
+        let _ = ready_tx.send(true);
+        tracing::info!("watch caches synced; reconciling");
+        if let Some(g) = ready {
+            g.ready();
+        }
+    };
+    let shutdown2 = shutdown.clone();
+    let reflectors = async move {
+        let all = futures::future::join_all(caches.into_iter().map(|c| c.run));
+        tokio::select! {
+            _ = all => {}
+            _ = shutdown2.cancelled() => {}
+        }
+    };
+    futures::future::join(
+        futures::future::join3(reflectors, ready_task, drain(endpoint_run, "endpoint")),
+        futures::future::join3(
+            drain(bmc_run, "bmc"),
+            drain(server_run, "server"),
+            drain(user_run, "bmcuser"),
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+fn refs<K>(store: &Store<K>, pred: impl Fn(&K) -> bool) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| pred(o))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+/// A watch cache with a readiness flag that any number of tasks may wait on.
+struct Cache {
+    ready: tokio::sync::watch::Receiver<bool>,
+    run: futures::future::BoxFuture<'static, ()>,
+}
+
+fn cache<K>(api: Api<K>, wc: watcher::Config, modify: fn(&mut K)) -> (Store<K>, Cache)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let run = watcher(api, wc)
+        .default_backoff()
+        .modify(modify)
+        .reflect(writer)
+        .for_each(move |ev| {
+            if let Ok(watcher::Event::InitDone) = ev {
+                tx.send_replace(true);
+            }
+            futures::future::ready(())
+        })
+        .boxed();
+    (store, Cache { ready: rx, run })
+}
+
+/// Drops the inventory from cached Servers (the cache serves lookups and metrics only).
+fn slim_server(s: &mut Server) {
+    s.metadata.managed_fields = None;
+    if let Some(st) = s.status.as_mut() {
+        st.processors.clear();
+        st.storages.clear();
+        st.network_interfaces.clear();
+    }
+}
+
+impl Ctx {
+    /// Waits until every watch cache has its initial list.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.ready.clone();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+}

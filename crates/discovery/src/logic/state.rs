@@ -1,0 +1,321 @@
+//! Server state decisions: what discovery does with a Server in a given situation.
+//!
+//! Everything here is pure; the reconciler gathers the facts (from the API and the BMC), asks
+//! these functions, and performs the answer.
+
+use std::time::Duration;
+
+use api::constants::InspectionMode;
+use api::server::{ServerPowerState, ServerState};
+use api::state::{Controller, side_effect_owner};
+
+/// Which part of the lifecycle a Server is in, from discovery's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// No state yet: discovery writes `Initial`.
+    New,
+    /// `Initial`: read the inventory, then move to `Discovery`.
+    Initial,
+    /// `Discovery`: finish out-of-band, or run the in-band boot.
+    Discovery,
+    /// `Error`: waits for the operator (`retry` operation → `Initial`).
+    Error,
+    /// Any state whose BMC side effects belong to another controller: hands off. Discovery
+    /// only cleans up the internal objects it created for a finished discovery boot.
+    NotOurs(Controller),
+}
+
+/// The phase of a server in `state`.
+pub fn phase(state: Option<ServerState>) -> Phase {
+    match state {
+        None => Phase::New,
+        Some(ServerState::Initial) => Phase::Initial,
+        Some(ServerState::Discovery) => Phase::Discovery,
+        Some(ServerState::Error) => Phase::Error,
+        Some(s) => Phase::NotOurs(side_effect_owner(s)),
+    }
+}
+
+/// The inspection mode: the Server's annotation, else its BMC's, else the flag default.
+/// Unknown values fall back to the default (and are reported by the caller).
+pub fn inspection_mode(
+    server_annotation: Option<&str>,
+    bmc_annotation: Option<&str>,
+    default: InspectionMode,
+) -> InspectionMode {
+    server_annotation
+        .or(bmc_annotation)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What to do in `Initial`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitialStep {
+    /// The BMC is not Ready: record `Discovered=False/BMCNotReady` and wait.
+    WaitForBmc,
+    /// `--enforce-first-boot` and the server is on: power it off first.
+    PowerOff,
+    /// Read the inventory and move to `Discovery`.
+    ReadInventory,
+}
+
+/// Decides the `Initial` step.
+pub fn initial_step(
+    bmc_ready: bool,
+    enforce_first_boot: bool,
+    power: Option<ServerPowerState>,
+) -> InitialStep {
+    if !bmc_ready {
+        InitialStep::WaitForBmc
+    } else if enforce_first_boot
+        && matches!(
+            power,
+            Some(ServerPowerState::On | ServerPowerState::PoweringOn)
+        )
+    {
+        InitialStep::PowerOff
+    } else {
+        InitialStep::ReadInventory
+    }
+}
+
+/// Facts about an in-band discovery round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InBandView {
+    /// The agent's report for this round is stored.
+    pub report: bool,
+    /// The internal ServerBootConfiguration has `status.state: Ready`.
+    pub sbc_ready: bool,
+    /// `PoweringOn=True` is recorded for this round (the boot was issued).
+    pub boot_issued: bool,
+    /// Power state as just read from the BMC (`None` when not read).
+    pub power: Option<ServerPowerState>,
+    /// Time since the round started (`Discovered` went Unknown).
+    pub elapsed: Duration,
+    /// `--discovery-timeout`.
+    pub timeout: Duration,
+}
+
+/// What to do next in an in-band round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InBandStep {
+    /// Merge the report and move to `Available`.
+    Merge,
+    /// Give up: back to `Initial` with `Discovered=False/DiscoveryTimedOut` and this message.
+    TimedOut(String),
+    /// Wait for provisioning to serve the boot configuration.
+    WaitForBootConfig,
+    /// Record `PoweringOn`, set the PXE boot override and power on.
+    IssueBoot,
+    /// The boot was recorded but the server is off (a crash between recording and issuing, or
+    /// the power-on was lost): issue it again. Both Redfish calls are idempotent.
+    ReissueBoot,
+    /// Wait for the agent's report.
+    WaitForAgent,
+}
+
+/// Decides the next in-band step.
+pub fn in_band_step(v: &InBandView) -> InBandStep {
+    if v.report {
+        return InBandStep::Merge;
+    }
+    if v.elapsed > v.timeout {
+        return InBandStep::TimedOut(timeout_message(v));
+    }
+    if !v.sbc_ready {
+        return InBandStep::WaitForBootConfig;
+    }
+    if !v.boot_issued {
+        return InBandStep::IssueBoot;
+    }
+    if v.power == Some(ServerPowerState::Off) {
+        return InBandStep::ReissueBoot;
+    }
+    InBandStep::WaitForAgent
+}
+
+/// Says why a round timed out, from what was (not) reached.
+pub fn timeout_message(v: &InBandView) -> String {
+    let t = humantime(v.timeout);
+    let why = if !v.sbc_ready {
+        "the discovery boot configuration never became Ready (is metal-provisioning running?)"
+            .to_string()
+    } else if !v.boot_issued {
+        "the discovery boot was never issued".to_string()
+    } else if v.power != Some(ServerPowerState::On) {
+        format!(
+            "the server did not power on (power state {})",
+            v.power.map(|p| p.as_str()).unwrap_or("unknown")
+        )
+    } else {
+        "the server powered on but the probe agent never reported (PXE boot, ignition or registry unreachable?)"
+            .to_string()
+    };
+    format!("no in-band report within {t}: {why}; retrying from Initial")
+}
+
+/// `90s`, `30m`, `2h` style rendering for messages.
+pub fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s >= 60 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else if s > 0 {
+        format!("{s}s")
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> InBandView {
+        InBandView {
+            report: false,
+            sbc_ready: true,
+            boot_issued: true,
+            power: Some(ServerPowerState::On),
+            elapsed: Duration::from_secs(10),
+            timeout: Duration::from_secs(1800),
+        }
+    }
+
+    #[test]
+    fn phases_follow_side_effect_ownership() {
+        assert_eq!(phase(None), Phase::New);
+        assert_eq!(phase(Some(ServerState::Initial)), Phase::Initial);
+        assert_eq!(phase(Some(ServerState::Discovery)), Phase::Discovery);
+        assert_eq!(phase(Some(ServerState::Error)), Phase::Error);
+        for s in [
+            ServerState::Available,
+            ServerState::Reserved,
+            ServerState::Released,
+        ] {
+            assert_eq!(phase(Some(s)), Phase::NotOurs(Controller::Provisioning));
+        }
+        for s in [ServerState::Maintenance, ServerState::Parked] {
+            assert_eq!(phase(Some(s)), Phase::NotOurs(Controller::Maintenance));
+        }
+    }
+
+    #[test]
+    fn inspection_mode_precedence() {
+        use InspectionMode::*;
+        assert_eq!(inspection_mode(None, None, OutOfBand), OutOfBand);
+        assert_eq!(inspection_mode(None, Some("in-band"), OutOfBand), InBand);
+        assert_eq!(
+            inspection_mode(Some("out-of-band"), Some("in-band"), InBand),
+            OutOfBand
+        );
+        assert_eq!(inspection_mode(Some("bogus"), None, InBand), InBand);
+    }
+
+    #[test]
+    fn initial_steps() {
+        assert_eq!(
+            initial_step(false, true, Some(ServerPowerState::On)),
+            InitialStep::WaitForBmc
+        );
+        assert_eq!(
+            initial_step(true, true, Some(ServerPowerState::On)),
+            InitialStep::PowerOff
+        );
+        assert_eq!(
+            initial_step(true, false, Some(ServerPowerState::On)),
+            InitialStep::ReadInventory
+        );
+        assert_eq!(
+            initial_step(true, true, Some(ServerPowerState::Off)),
+            InitialStep::ReadInventory
+        );
+        assert_eq!(initial_step(true, true, None), InitialStep::ReadInventory);
+    }
+
+    #[test]
+    fn in_band_steps() {
+        assert_eq!(
+            in_band_step(&InBandView {
+                report: true,
+                elapsed: Duration::from_secs(9999),
+                ..view()
+            }),
+            InBandStep::Merge
+        );
+        assert_eq!(
+            in_band_step(&InBandView {
+                sbc_ready: false,
+                ..view()
+            }),
+            InBandStep::WaitForBootConfig
+        );
+        assert_eq!(
+            in_band_step(&InBandView {
+                boot_issued: false,
+                power: Some(ServerPowerState::Off),
+                ..view()
+            }),
+            InBandStep::IssueBoot
+        );
+        assert_eq!(
+            in_band_step(&InBandView {
+                power: Some(ServerPowerState::Off),
+                ..view()
+            }),
+            InBandStep::ReissueBoot
+        );
+        assert_eq!(in_band_step(&view()), InBandStep::WaitForAgent);
+        assert_eq!(
+            in_band_step(&InBandView {
+                power: None,
+                ..view()
+            }),
+            InBandStep::WaitForAgent
+        );
+    }
+
+    #[test]
+    fn timeouts_say_why() {
+        let late = |v: InBandView| match in_band_step(&InBandView {
+            elapsed: Duration::from_secs(1801),
+            ..v
+        }) {
+            InBandStep::TimedOut(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            late(InBandView {
+                sbc_ready: false,
+                ..view()
+            })
+            .contains("never became Ready")
+        );
+        assert!(
+            late(InBandView {
+                boot_issued: false,
+                ..view()
+            })
+            .contains("never issued")
+        );
+        assert!(
+            late(InBandView {
+                power: Some(ServerPowerState::Off),
+                ..view()
+            })
+            .contains("did not power on (power state Off)")
+        );
+        let m = late(view());
+        assert!(m.contains("never reported"), "{m}");
+        assert!(m.starts_with("no in-band report within 30m"), "{m}");
+    }
+
+    #[test]
+    fn durations_render() {
+        assert_eq!(humantime(Duration::from_secs(7200)), "2h");
+        assert_eq!(humantime(Duration::from_secs(90)), "90s");
+        assert_eq!(humantime(Duration::from_millis(300)), "300ms");
+    }
+}
