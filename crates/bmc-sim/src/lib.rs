@@ -35,6 +35,7 @@ mod bmc;
 pub mod boot;
 mod error;
 mod fetch;
+pub mod firmware;
 pub mod identity;
 mod json;
 mod knobs;
@@ -60,8 +61,9 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use boot::{BootEvent, BootHook};
+pub use boot::{BootEvent, BootHook, Fetch, NetbootRecord};
 pub use error::{Result, SimError};
+pub use firmware::NetbootFirmware;
 pub use knobs::{Knobs, MAX_MS, Outage, OutageMode};
 pub use spec::{GroupSpec, IdentityMode, RackSpec, Secret, TemplateSource, bmc_address};
 pub use state::power::{BootRecord, BootSettings, PowerState};
@@ -165,6 +167,9 @@ pub struct SystemState {
     pub boot_history: Vec<BootRecord>,
     /// NMIs received.
     pub nmi_count: u32,
+    /// What the boot hook recorded for network boots (see [`NetbootFirmware`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub netboot: Vec<NetbootRecord>,
 }
 
 /// Requests a BMC received.
@@ -756,6 +761,12 @@ pub(crate) fn system_states(b: &Arc<Bmc>) -> Vec<SystemState> {
                     .collect(),
                 boot_history: s.history.clone(),
                 nmi_count: s.nmi_count,
+                netboot: b
+                    .shared
+                    .hook
+                    .as_ref()
+                    .map(|h| h.netboot_records(b.index, &slot.id))
+                    .unwrap_or_default(),
             }
         })
         .collect()

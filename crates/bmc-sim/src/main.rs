@@ -67,7 +67,8 @@ struct Cli {
     /// Knobs of every BMC as JSON or YAML, e.g. '{power_delay_ms: 500, latency_ms: 20}'.
     #[arg(global = true, long)]
     knobs: Option<String>,
-    /// Boot server URL handed to boot hooks.
+    /// Boot server URL (as a DHCP option would name it): systems that boot from the network
+    /// fetch `<url>/boot.ipxe` and follow it like iPXE (see `firmware`).
     #[arg(global = true, long)]
     boot_server: Option<String>,
     /// Directory for the CA certificate and the credentials file.
@@ -223,7 +224,11 @@ async fn main() -> Result<()> {
         }
         Some(Command::Serve) | None => {}
     }
-    let spec = build_spec(&cli)?;
+    let mut spec = build_spec(&cli)?;
+    if spec.boot_server.is_some() {
+        // Play network-boot firmware (and the probe agent of the discovery image).
+        spec.boot_hook = Some(std::sync::Arc::new(metal_bmc_sim::NetbootFirmware::new()));
+    }
     let sim = Simulator::start(spec).await?;
     let bmcs = sim.bmcs();
     let first = bmcs.first().map(|b| b.address.clone()).unwrap_or_default();

@@ -1,0 +1,101 @@
+//! Which ServerBootConfiguration is active for a server (pure over the watch caches): the
+//! claim's when Reserved, the internal discovery one in Initial / Discovery, none when
+//! Available / Released. The reconcile writes it into `spec.bootConfigurationRef`; the boot
+//! server uses the same rule, so it never serves a configuration the reconcile would not point
+//! at, and needs no write before a boot can start.
+
+use std::sync::Arc;
+
+use api::common::ObjectReference;
+use api::constants::{TYPE_ANNOTATION, TYPE_INTERNAL};
+use api::server::{Server, ServerState};
+use api::serverbootconfiguration::ServerBootConfiguration;
+use api::serverclaim::ServerClaim;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::decide::ClaimView;
+use crate::stores::Stores;
+
+/// The claim view from the cache only (the boot server never calls the API for this).
+pub fn claim_view_cached(
+    stores: &Stores,
+    server: &Server,
+) -> (ClaimView, Option<Arc<ServerClaim>>) {
+    let Some(r) = &server.spec.server_claim_ref else {
+        return (ClaimView::Unclaimed, None);
+    };
+    match stores
+        .claims
+        .get(&ObjectRef::new(&r.name).within(&r.namespace))
+    {
+        None => (ClaimView::Gone, None),
+        Some(c) if c.metadata.deletion_timestamp.is_some() => (ClaimView::Deleting, Some(c)),
+        Some(c) => (ClaimView::Active(c.spec.power), Some(c)),
+    }
+}
+
+/// The active configuration of `server`: the desired reference where provisioning decides it,
+/// else (states it leaves alone) `spec.bootConfigurationRef`.
+pub fn active_boot_configuration(stores: &Stores, server: &Server) -> Option<ObjectReference> {
+    let (view, claim) = claim_view_cached(stores, server);
+    match desired_boot_ref(stores, server, view, claim.as_deref()) {
+        Some(desired) => desired,
+        None => server.spec.boot_configuration_ref.clone(),
+    }
+}
+
+/// The claim's ServerBootConfiguration (named after the claim, in its namespace, naming this
+/// server).
+pub fn claim_sbc(
+    stores: &Stores,
+    server: &str,
+    claim: &ServerClaim,
+) -> Option<Arc<ServerBootConfiguration>> {
+    stores
+        .sbcs
+        .get(&ObjectRef::new(&claim.name_any()).within(&claim.namespace().unwrap_or_default()))
+        .filter(|s| s.spec.server_ref.name == server)
+}
+
+/// Whether a configuration is controller-internal (discovery's).
+pub fn is_internal(sbc: &ServerBootConfiguration) -> bool {
+    sbc.annotations()
+        .get(TYPE_ANNOTATION)
+        .is_some_and(|v| v == TYPE_INTERNAL)
+}
+
+/// A reference to a configuration.
+pub fn reference(sbc: &ServerBootConfiguration) -> ObjectReference {
+    ObjectReference {
+        namespace: sbc.namespace().unwrap_or_default(),
+        name: sbc.name_any(),
+    }
+}
+
+/// What `spec.bootConfigurationRef` should be (`None`: leave it alone in this state).
+pub fn desired_boot_ref(
+    stores: &Stores,
+    server: &Server,
+    claim_view: ClaimView,
+    claim: Option<&ServerClaim>,
+) -> Option<Option<ObjectReference>> {
+    let name = server.name_any();
+    match server.state()? {
+        ServerState::Reserved => Some(match (claim_view, claim) {
+            (ClaimView::Active(_), Some(c)) => claim_sbc(stores, &name, c).map(|s| reference(&s)),
+            _ => None,
+        }),
+        ServerState::Initial | ServerState::Discovery => {
+            let mut internal: Vec<_> = stores
+                .sbcs_of(&name)
+                .into_iter()
+                .filter(|s| is_internal(s) && s.metadata.deletion_timestamp.is_none())
+                .collect();
+            internal.sort_by_key(|s| s.metadata.creation_timestamp.clone().map(|t| t.0));
+            Some(internal.last().map(|s| reference(s)))
+        }
+        ServerState::Available | ServerState::Released => Some(None),
+        _ => None,
+    }
+}

@@ -1,0 +1,48 @@
+//! Errors of a reconcile, each with a short CamelCase reason for metrics and logs.
+
+use crate::bmc::BmcError;
+
+/// Why a reconcile failed (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// A Kubernetes API call failed.
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+    /// A Redfish call failed.
+    #[error("BMC: {0}")]
+    Redfish(#[from] redfish::Error),
+    /// The BMC cannot be used (missing object, secret, address, or backing off).
+    #[error("BMC: {0}")]
+    Bmc(#[from] BmcError),
+}
+
+impl ReconcileError {
+    /// A CamelCase reason.
+    pub fn reason(&self) -> String {
+        match self {
+            ReconcileError::Kube(_) => "KubernetesError".into(),
+            ReconcileError::Redfish(e) => format!("BMC{:?}", e.class()),
+            ReconcileError::Bmc(e) => e.reason().into(),
+        }
+    }
+}
+
+/// Why the process could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("binding {what}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP client for registries could not be built.
+    #[error("registry client: {0}")]
+    Http(String),
+    /// The server selector is not a label selector.
+    #[error("invalid --server-selector {0:?}")]
+    Selector(String),
+}

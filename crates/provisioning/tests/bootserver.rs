@@ -1,0 +1,322 @@
+//! The boot server, the metadata service and ServerBootConfiguration readiness against the real
+//! control plane: every endpoint serves only the server it identifies, unknown and
+//! unauthorized callers get the same 404; OCI images resolve through a registry with the token
+//! flow and their layers are streamed.
+
+mod common;
+
+use std::time::Duration;
+
+use api::serverbootconfiguration::ServerBootConfiguration;
+use common::{Harness, Options, eventually, get, network_boot};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(60);
+
+async fn sbc_state(h: &Harness, name: &str) -> Option<(String, String, String)> {
+    let sbc = Api::<ServerBootConfiguration>::namespaced(h.client.clone(), &h.ns)
+        .get_opt(name)
+        .await
+        .ok()??;
+    let st = sbc.status?;
+    let c = api::conditions::get(&st.conditions, "Ready")?;
+    Some((st.state?.to_string(), c.reason.clone(), c.message.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn boot_endpoints_serve_only_the_identified_server() {
+    let h = Harness::new("prov-bootsrv", Options::new("127.31.10.1", 3)).await;
+    let (a, b, c) = (
+        h.servers[0].clone(),
+        h.servers[1].clone(),
+        h.servers[2].clone(),
+    );
+    let ctl = h.start(h.config()).await;
+    let base = ctl.boot_url.clone();
+    h.ignition_secret("ign-a", r#"{"ignition":{"version":"3.4.0"},"owner":"a"}"#)
+        .await;
+    h.ignition_secret("ign-b", r#"{"ignition":{"version":"3.4.0"},"owner":"b"}"#)
+        .await;
+    h.bind(&a, "ca", "Off", network_boot(Some("ign-a"))).await;
+    let mut boot_b = network_boot(Some("ign-b"));
+    boot_b["bootArtifacts"]["kernelURL"] = json!("http://images.example.test/b/vmlinuz");
+    h.bind(&b, "cb", "Off", boot_b).await;
+    // c stays Available (known, but without a boot configuration).
+
+    let script_a = eventually(T, "a's script", || async {
+        let (status, body, _) = get(
+            &format!("{base}/ipxe?mac={}&uuid={}", a.macs[0], a.uuid),
+            None,
+            &[],
+        )
+        .await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert!(script_a.starts_with("#!ipxe\n"), "{script_a}");
+    assert!(script_a.contains(
+        "kernel http://images.example.test/vmlinuz initrd=initrd gl.url=${rootfs-url} console=ttyS0"
+    ));
+    assert!(script_a.contains(&format!("ignition.config.url={base}/ignition/{}", a.uuid)));
+    assert!(script_a.contains("initrd --name initrd http://images.example.test/initrd"));
+    assert!(!script_a.contains("/b/vmlinuz"));
+    // By UUID path, and the chain loader.
+    let (s, by_uuid, _) = get(&format!("{base}/ipxe/{}", a.uuid), None, &[]).await;
+    assert_eq!((s, by_uuid.as_str()), (200, script_a.as_str()));
+    let (s, chain, _) = get(&format!("{base}/boot.ipxe"), None, &[]).await;
+    assert_eq!(s, 200);
+    assert!(chain.contains(&format!(
+        "chain {base}/ipxe?mac=${{net0/mac}}&uuid=${{uuid}}"
+    )));
+
+    // Ignition only for its own server.
+    let (s, ign, hdrs) = get(&format!("{base}/ignition/{}", a.uuid), None, &[]).await;
+    assert_eq!(s, 200);
+    assert!(ign.contains("\"owner\":\"a\""));
+    assert_eq!(
+        hdrs.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+    let ign_b = eventually(T, "b's ignition", || async {
+        let (s, body, _) = get(&format!("{base}/ignition/{}", b.uuid), None, &[]).await;
+        (s == 200).then_some(body)
+    })
+    .await;
+    assert!(ign_b.contains("\"owner\":\"b\""));
+
+    // Unknown, contradicting and unconfigured callers: one identical 404.
+    let probes = [
+        format!("{base}/ipxe?mac={}&uuid={}", b.macs[0], a.uuid),
+        format!("{base}/ipxe?mac=02:00:00:00:00:99"),
+        format!("{base}/ipxe/00000000-0000-4000-8000-000000000099"),
+        format!("{base}/ipxe?mac={}&uuid={}", c.macs[0], c.uuid),
+        format!("{base}/ignition/{}?mac={}", a.uuid, b.macs[0]),
+        format!("{base}/ignition/00000000-0000-4000-8000-000000000099"),
+        format!("{base}/ignition/{}", c.uuid),
+        format!("{base}/uefi/{}", c.uuid),
+        format!("{base}/ipxe"),
+        format!("{base}/artifacts/sha256:{}", "0".repeat(64)),
+    ];
+    let mut bodies = std::collections::BTreeSet::new();
+    for p in &probes {
+        let (s, body, _) = get(p, None, &[]).await;
+        assert_eq!(s, 404, "{p}: {body}");
+        bodies.insert(body);
+    }
+    assert_eq!(bodies.len(), 1, "every refusal looks the same: {bodies:?}");
+
+    // UEFI HTTP boot: redirect to the EFI-stub kernel.
+    let (s, _, hdrs) = get(&format!("{base}/uefi/{}", a.uuid), None, &[]).await;
+    assert_eq!(s, 302);
+    assert_eq!(
+        hdrs.get("location").map(String::as_str),
+        Some("http://images.example.test/vmlinuz")
+    );
+
+    // Released: the configuration is no longer served.
+    h.delete_claim("ca").await;
+    eventually(T, "a's script withdrawn", || async {
+        let (s, _, _) = get(&format!("{base}/ipxe/{}", a.uuid), None, &[]).await;
+        (s == 404).then_some(())
+    })
+    .await;
+    ctl.shutdown().await;
+    h.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metadata_service_identifies_callers_by_source_ip() {
+    let h = Harness::new("prov-meta", Options::new("127.31.11.1", 2)).await;
+    let (a, b) = (h.servers[0].clone(), h.servers[1].clone());
+    h.set_ips(&a, &["127.31.11.200"]).await;
+    h.set_ips(&b, &["127.31.11.201"]).await;
+    let mut cfg = h.config();
+    cfg.metadata_listen = Some(metal_provisioning::Listen::Addr(
+        "127.0.0.1:0".parse().unwrap(),
+    ));
+    cfg.static_metadata = [("region".to_string(), "eu-test".to_string())].into();
+    let ctl = h.start(cfg).await;
+    let md = format!("http://{}", ctl.metadata_addr.unwrap());
+    // a: claimed, with user-data.
+    let ud: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "metal.ironcore.dev/user-data",
+        "metadata": { "name": "ud-a" }, "stringData": { "cloud-config": "#cloud-config\nhostname: a" },
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(h.client.clone(), &h.ns)
+        .create(&PostParams::default(), &ud)
+        .await
+        .unwrap();
+    h.bind(&a, "ma", "Off", network_boot(None)).await;
+    kube::Api::<api::serverclaim::ServerClaim>::namespaced(h.client.clone(), &h.ns)
+        .patch(
+            "ma",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({ "spec": { "userDataRef": { "name": "ud-a" } } })),
+        )
+        .await
+        .unwrap();
+    let flavor = [("Metadata-Flavor", "IronCore Metal")];
+    let ip_a = Some("127.31.11.200".parse().unwrap());
+    let ip_b = Some("127.31.11.201".parse().unwrap());
+
+    let full = eventually(T, "a's metadata with user-data", || async {
+        let (s, body, _) = get(&format!("{md}/v1/"), ip_a, &flavor).await;
+        (s == 200 && body.contains("user-data")).then_some(body)
+    })
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&full).unwrap();
+    assert_eq!(v["server-name"], json!(a.name));
+    assert_eq!(v["region"], json!("eu-test"));
+    assert_eq!(
+        v["user-data"]["cloud-config"],
+        json!("#cloud-config\nhostname: a")
+    );
+    let (s, name, _) = get(&format!("{md}/v1/server-name"), ip_a, &flavor).await;
+    assert_eq!((s, name.as_str()), (200, a.name.as_str()));
+    let (s, cc, _) = get(&format!("{md}/v1/user-data/cloud-config"), ip_a, &flavor).await;
+    assert_eq!((s, cc.as_str()), (200, "#cloud-config\nhostname: a"));
+
+    // Without the header: 403.
+    let (s, _, _) = get(&format!("{md}/v1/"), ip_a, &[]).await;
+    assert_eq!(s, 403);
+    // b sees only its own metadata, no user-data.
+    let (s, body, _) = get(&format!("{md}/v1/"), ip_b, &flavor).await;
+    assert_eq!(s, 200);
+    assert!(
+        body.contains(&b.name) && !body.contains(&a.name) && !body.contains("user-data"),
+        "{body}"
+    );
+    let (s, _, _) = get(&format!("{md}/v1/user-data"), ip_b, &flavor).await;
+    assert_eq!(s, 404);
+    // Unknown source address: 404.
+    let (s, body, _) = get(
+        &format!("{md}/v1/"),
+        Some("127.31.11.250".parse().unwrap()),
+        &flavor,
+    )
+    .await;
+    assert_eq!(s, 404, "{body}");
+    let (s, _, _) = get(&format!("{md}/v1/no-such-field"), ip_a, &flavor).await;
+    assert_eq!(s, 404);
+    ctl.shutdown().await;
+    h.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oci_images_resolve_through_the_registry_and_layers_stream() {
+    let reg = common::oci::start().await;
+    let h = Harness::new("prov-oci", Options::new("127.31.12.1", 2)).await;
+    let (a, b) = (h.servers[0].clone(), h.servers[1].clone());
+    let mut cfg = h.config();
+    cfg.insecure_registries = vec![reg.host.clone()];
+    let ctl = h.start(cfg).await;
+    let base = ctl.boot_url.clone();
+    let image = format!("{}/{}:1.0", reg.host, reg.repo);
+    h.ignition_secret("oci-ign", "{}").await;
+    h.bind(
+        &a,
+        "oa",
+        "Off",
+        json!({ "image": image, "ignitionSecretRef": { "name": "oci-ign" } }),
+    )
+    .await;
+    let (state, reason, message) = eventually(T, "SBC Ready/ImageResolved", || async {
+        sbc_state(&h, "oa").await.filter(|s| s.0 == "Ready")
+    })
+    .await;
+    assert_eq!(reason, "ImageResolved");
+    assert!(message.contains(&reg.manifest_digest), "{state}: {message}");
+    assert!(
+        reg.token_requests.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "token flow used"
+    );
+
+    let script = eventually(T, "script of an OCI configuration", || async {
+        let (s, body, _) = get(&format!("{base}/ipxe/{}", a.uuid), None, &[]).await;
+        (s == 200).then_some(body)
+    })
+    .await;
+    let kernel_url = format!("{base}/artifacts/{}", reg.kernel.1);
+    assert!(
+        script.contains(&format!(
+            "kernel {kernel_url} initrd=initrd gl.ovl=/:tmpfs gl.url=${{rootfs-url}}"
+        )),
+        "{script}"
+    );
+    assert!(script.contains(&format!(
+        "set rootfs-url {base}/artifacts/{}",
+        reg.squashfs.1
+    )));
+    assert!(script.contains(&format!(
+        "initrd --name initrd {base}/artifacts/{}",
+        reg.initrd.1
+    )));
+    let (s, body, _) = get(&kernel_url, None, &[]).await;
+    assert_eq!((s, body.as_bytes()), (200, reg.kernel.0.as_ref()));
+    let (s, body, _) = get(&format!("{base}/artifacts/{}", reg.squashfs.1), None, &[]).await;
+    assert_eq!((s, body.as_bytes()), (200, reg.squashfs.0.as_ref()));
+
+    // An image without a kernel layer: Error/ImageUnresolvable. A missing tag likewise.
+    h.bind(
+        &b,
+        "ob",
+        "Off",
+        json!({ "image": format!("{}/{}:no-kernel", reg.host, reg.repo) }),
+    )
+    .await;
+    let (state, reason, message) = eventually(T, "SBC Error", || async {
+        sbc_state(&h, "ob").await.filter(|s| s.0 == "Error")
+    })
+    .await;
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("Error", "ImageUnresolvable")
+    );
+    assert!(message.contains("no kernel layer"), "{message}");
+    let (s, _, _) = get(&format!("{base}/ipxe/{}", b.uuid), None, &[]).await;
+    assert_eq!(s, 404);
+    ctl.shutdown().await;
+    h.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn boot_configuration_waits_for_its_ignition_secret() {
+    let h = Harness::new("prov-sbc", Options::new("127.31.13.1", 1)).await;
+    let a = h.servers[0].clone();
+    let ctl = h.start(h.config()).await;
+    h.bind(&a, "sa", "On", network_boot(Some("late-ign"))).await;
+    let (state, reason, _) = eventually(T, "SBC Pending", || async {
+        sbc_state(&h, "sa").await.filter(|s| s.0 == "Pending")
+    })
+    .await;
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("Pending", "IgnitionSecretMissing")
+    );
+    eventually(
+        T,
+        "claim PoweredOn=False/WaitingForBootConfiguration",
+        || async {
+            let c = h.claim_condition("sa", "PoweredOn").await?;
+            (c.1 == "WaitingForBootConfiguration").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        h.resets(&a),
+        0,
+        "no power-on before the configuration is Ready"
+    );
+    h.ignition_secret("late-ign", "{}").await;
+    eventually(T, "SBC Ready", || async {
+        sbc_state(&h, "sa").await.filter(|s| s.0 == "Ready")
+    })
+    .await;
+    h.wait_power(&a, metal_bmc_sim::PowerState::On, T).await;
+    assert_eq!(h.resets(&a), 1);
+    ctl.shutdown().await;
+    h.sim.shutdown().await;
+}

@@ -1,0 +1,558 @@
+//! End-to-end harness: the built controller binaries run as processes against the real test
+//! control plane, each with the RBAC from `kustomize/<controller>` (bound to its own
+//! ServiceAccount in a per-test namespace and used through impersonation), against a simulated
+//! rack from `metal-bmc-sim`.
+//!
+//! Every test gets a [`Site`]: a namespace for the controllers (leases, manager namespace,
+//! ServiceAccounts), a run label `e2e-run=<id>` that scopes every controller to the test's own
+//! cluster-scoped objects, and kubeconfigs that act as each controller's ServiceAccount.
+
+pub mod oci;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The controllers run as processes.
+pub const CONTROLLERS: &[&str] = &["discovery", "reservation", "provisioning"];
+
+/// Path of a workspace binary built next to this test binary (`cargo test --workspace` builds
+/// every binary of the workspace).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Polls `f` until it returns `Some`, panicking with `what` after `timeout`.
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One test's slice of the cluster.
+pub struct Site {
+    /// Admin client (the test's own view).
+    pub client: kube::Client,
+    /// Namespace of the controllers (ServiceAccounts, leases, internal objects, claims).
+    pub ns: String,
+    /// Value of the `e2e-run` label on every cluster-scoped object of the test.
+    pub run: String,
+    /// Logs and kubeconfigs.
+    pub dir: tempfile::TempDir,
+    kubeconfigs: BTreeMap<String, PathBuf>,
+}
+
+impl Site {
+    /// Creates the namespace, installs each controller's RBAC from kustomize, and writes a
+    /// kubeconfig per controller that acts as its ServiceAccount.
+    pub async fn new(prefix: &str) -> Self {
+        let (client, ns) = testenv::setup(prefix).await;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("metal-e2e-{prefix}-"))
+            .tempdir()
+            .expect("tempdir");
+        let admin: Value = serde_yaml::from_str(
+            &std::fs::read_to_string(testenv::shared().kubeconfig()).expect("kubeconfig"),
+        )
+        .expect("kubeconfig yaml");
+        let mut kubeconfigs = BTreeMap::new();
+        for c in CONTROLLERS {
+            let sa = install_rbac(&client, &ns.name, c).await;
+            let mut kc = admin.clone();
+            kc["users"][0]["user"]["as"] = json!(format!("system:serviceaccount:{}:{sa}", ns.name));
+            kc["users"][0]["user"]["as-groups"] = json!([
+                "system:serviceaccounts",
+                format!("system:serviceaccounts:{}", ns.name),
+                "system:authenticated"
+            ]);
+            let path = dir.path().join(format!("{c}.kubeconfig"));
+            std::fs::write(&path, serde_yaml::to_string(&kc).expect("yaml")).expect("write");
+            kubeconfigs.insert(c.to_string(), path);
+        }
+        Self {
+            client,
+            run: ns.name.clone(),
+            ns: ns.name,
+            dir,
+            kubeconfigs,
+        }
+    }
+
+    /// The label selector that scopes the controllers to this test.
+    pub fn selector(&self) -> String {
+        format!("e2e-run={}", self.run)
+    }
+
+    /// Labels for this test's cluster-scoped objects.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        [("e2e-run".to_string(), self.run.clone())].into()
+    }
+
+    /// The kubeconfig that acts as `controller`'s ServiceAccount.
+    pub fn kubeconfig(&self, controller: &str) -> &Path {
+        &self.kubeconfigs[controller]
+    }
+}
+
+/// Rewrites a kustomize RBAC document for namespace `ns`: namespaced objects move into it and
+/// cluster-scoped ones get a per-namespace name, so parallel tests do not share bindings.
+pub fn rewrite_rbac(mut doc: Value, ns: &str) -> Value {
+    let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+    match kind.as_str() {
+        "ClusterRole" | "ClusterRoleBinding" => {
+            let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+            doc["metadata"]["name"] = json!(format!("{name}-{ns}"));
+        }
+        _ => doc["metadata"]["namespace"] = json!(ns),
+    }
+    if doc["roleRef"]["kind"] == "ClusterRole" {
+        let name = doc["roleRef"]["name"].as_str().unwrap_or_default();
+        doc["roleRef"]["name"] = json!(format!("{name}-{ns}"));
+    }
+    if let Some(subjects) = doc.get_mut("subjects").and_then(Value::as_array_mut) {
+        for s in subjects {
+            if s["kind"] == "ServiceAccount" {
+                s["namespace"] = json!(ns);
+            }
+        }
+    }
+    doc
+}
+
+async fn apply<K>(api: Api<K>, doc: &Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = doc["metadata"]["name"].as_str().expect("name");
+    api.patch(
+        name,
+        &PatchParams::apply("metal-e2e").force(),
+        &Patch::Apply(doc),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {} {name}: {e}", doc["kind"]));
+}
+
+/// Applies `kustomize/<controller>`'s ServiceAccount and RBAC into `ns`; returns the
+/// ServiceAccount name.
+pub async fn install_rbac(client: &kube::Client, ns: &str, controller: &str) -> String {
+    let dir = testenv::repo_root().join("kustomize").join(controller);
+    let mut sa_name = None;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "yaml") && !p.ends_with("kustomization.yaml")
+        })
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read");
+        for d in serde_yaml::Deserializer::from_str(&text) {
+            let doc: Value = serde::Deserialize::deserialize(d).expect("yaml");
+            if doc.is_null() {
+                continue;
+            }
+            let doc = rewrite_rbac(doc, ns);
+            match doc["kind"].as_str().unwrap_or_default() {
+                "ServiceAccount" => {
+                    sa_name = doc["metadata"]["name"].as_str().map(str::to_string);
+                    apply::<ServiceAccount>(Api::namespaced(client.clone(), ns), &doc).await;
+                }
+                "ClusterRole" => apply::<ClusterRole>(Api::all(client.clone()), &doc).await,
+                "ClusterRoleBinding" => {
+                    apply::<ClusterRoleBinding>(Api::all(client.clone()), &doc).await
+                }
+                "Role" => apply::<Role>(Api::namespaced(client.clone(), ns), &doc).await,
+                "RoleBinding" => {
+                    apply::<RoleBinding>(Api::namespaced(client.clone(), ns), &doc).await
+                }
+                _ => {}
+            }
+        }
+    }
+    sa_name.unwrap_or_else(|| panic!("kustomize/{controller} has no ServiceAccount"))
+}
+
+/// A controller binary running as a process.
+pub struct Process {
+    /// Short name (`discovery`, ...).
+    pub name: String,
+    bin: PathBuf,
+    args: Vec<String>,
+    kubeconfig: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    reaper: Option<Child>,
+    starts: u32,
+    /// The admin address (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: String,
+}
+
+impl Process {
+    /// Starts `metal-<name>` with `args` (plus `--kubeconfig` and `--admin-addr`).
+    pub fn start(site: &Site, name: &str, args: Vec<String>) -> Self {
+        let admin = format!("127.0.0.1:{}", free_port());
+        let mut p = Self {
+            name: name.to_string(),
+            bin: binary(&format!("metal-{name}")),
+            args,
+            kubeconfig: site.kubeconfig(name).to_path_buf(),
+            log: site.dir.path().join(format!("{name}.log")),
+            child: None,
+            reaper: None,
+            starts: 0,
+            admin,
+        };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(&self.bin)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .arg(format!("--admin-addr={}", self.admin))
+            .args(&self.args)
+            .env("METAL_LOG", "info")
+            .env("POD_NAME", format!("{}-{}", self.name, self.starts))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.bin.display()));
+        // Never outlive the test binary, even if it is killed.
+        let reaper = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {} 2>/dev/null && kill -0 {} 2>/dev/null; do sleep 0.5; done; kill -9 {} 2>/dev/null",
+                std::process::id(),
+                child.id(),
+                child.id()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+        self.starts += 1;
+        self.child = Some(child);
+        self.reaper = reaper;
+    }
+
+    /// SIGKILL: no shutdown, no lease release.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(mut r) = self.reaper.take() {
+            let _ = r.kill();
+            let _ = r.wait();
+        }
+    }
+
+    /// Kills and starts again with the same arguments.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Peak resident memory (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// The last lines of the process's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// GETs a path of the admin server.
+    pub async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(&self.admin).await.ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.ok()?;
+        let (head, body) = buf.split_once("\r\n\r\n")?;
+        Some((head.get(9..12)?.parse().ok()?, body.to_string()))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- {} log tail ---\n{}", self.name, self.log_tail(150));
+        }
+        self.kill();
+    }
+}
+
+/// A simulated rack wired to the test's controllers: the simulator (with network-boot firmware
+/// pointed at provisioning's boot server), an image registry, and BMC objects for every
+/// simulated BMC.
+pub struct Rack {
+    /// The simulator.
+    pub sim: metal_bmc_sim::SimHandle,
+    /// What each system's firmware fetched on network boots.
+    pub firmware: metal_bmc_sim::NetbootFirmware,
+    /// OS images for claims and the discovery boot.
+    pub images: oci::ImageRegistry,
+    /// PEM file of the simulator's CA (passed to the controllers as `--bmc-ca-file`).
+    pub ca_file: PathBuf,
+    /// Provisioning's boot server URL (as a DHCP option would tell the firmware).
+    pub boot_server: String,
+    /// Address provisioning's boot server binds.
+    pub boot_addr: String,
+    /// Names of the BMC objects, by simulator index.
+    pub bmc_names: Vec<String>,
+}
+
+/// Default-template groups of `count` BMCs with one system each.
+pub fn default_group(count: usize) -> metal_bmc_sim::GroupSpec {
+    metal_bmc_sim::GroupSpec {
+        count,
+        template: metal_bmc_sim::TemplateSource::Builtin("default".into()),
+        systems: None,
+        username: "admin".into(),
+        password: Some("e2e-password".into()),
+        knobs: metal_bmc_sim::Knobs {
+            power_delay_ms: 100,
+            ..Default::default()
+        },
+    }
+}
+
+/// The shared real vendor trees (`../shared/fixtures/redfish`), when present.
+pub fn shared_tree(name: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("METAL_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| testenv::repo_root().join("../shared"))
+        .join("fixtures/redfish")
+        .join(name);
+    dir.is_dir().then_some(dir)
+}
+
+impl Rack {
+    /// Starts the simulator on `base` (a `127.X.Y.1` range of the test's own) and the image
+    /// registry, and creates a BMCSecret and a BMC (labelled for the site) per simulated BMC.
+    pub async fn start(site: &Site, base: &str, groups: Vec<metal_bmc_sim::GroupSpec>) -> Self {
+        let boot_port = free_port();
+        let boot_server = format!("http://127.0.0.1:{boot_port}");
+        let firmware = metal_bmc_sim::NetbootFirmware::new();
+        let mut spec = metal_bmc_sim::RackSpec::with_count(0);
+        spec.base_address = base.parse().expect("base address");
+        spec.port = 0;
+        spec.tls = true;
+        spec.groups = groups;
+        spec.boot_server = Some(boot_server.clone());
+        spec.boot_hook = Some(std::sync::Arc::new(firmware.clone()));
+        let sim = metal_bmc_sim::Simulator::start(spec)
+            .await
+            .expect("simulator");
+        let ca_file = site.dir.path().join("bmc-ca.pem");
+        std::fs::write(&ca_file, sim.ca_pem().expect("simulator CA")).expect("write CA");
+        let images =
+            oci::ImageRegistry::start(&[("metal/demo-os", "1.0"), ("metal/probe-os", "1.0")])
+                .await
+                .expect("image registry");
+        let mut bmc_names = Vec::new();
+        let secrets: Api<api::bmcsecret::BMCSecret> = Api::all(site.client.clone());
+        let bmcs: Api<api::bmc::BMC> = Api::all(site.client.clone());
+        let pp = PatchParams::apply("metal-e2e").force();
+        for b in sim.bmcs() {
+            let name = format!("{}-bmc-{}", site.run, b.index);
+            let labels = site.labels();
+            let secret = json!({
+                "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "BMCSecret",
+                "metadata": { "name": name, "labels": labels },
+                "stringData": { "username": b.username, "password": b.password },
+            });
+            secrets
+                .patch(&name, &pp, &Patch::Apply(&secret))
+                .await
+                .expect("BMCSecret");
+            let bmc = json!({
+                "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "BMC",
+                "metadata": { "name": name, "labels": labels },
+                "spec": {
+                    "access": { "ip": b.ip.to_string() },
+                    "bmcSecretRef": { "name": name },
+                    "protocol": { "name": "Redfish", "port": b.port, "scheme": "https" },
+                },
+            });
+            bmcs.patch(&name, &pp, &Patch::Apply(&bmc))
+                .await
+                .expect("BMC");
+            bmc_names.push(name);
+        }
+        Self {
+            sim,
+            firmware,
+            images,
+            ca_file,
+            boot_addr: format!("127.0.0.1:{boot_port}"),
+            boot_server,
+            bmc_names,
+        }
+    }
+}
+
+/// Arguments shared by every controller of a site: leader election in the site's namespace with
+/// a short lease (fast take-over after a kill in restart tests) and JSON-free text logs.
+pub fn common_args(site: &Site) -> Vec<String> {
+    vec![
+        "--leader-elect".into(),
+        format!("--lease-namespace={}", site.ns),
+        "--lease-duration=3s".into(),
+    ]
+}
+
+/// `metal-discovery` for the site and rack.
+pub fn discovery_args(site: &Site, rack: &Rack, inspection: &str) -> Vec<String> {
+    let registry = free_port();
+    let mut a = common_args(site);
+    a.extend([
+        format!("--bmc-selector={}", site.selector()),
+        format!("--manager-namespace={}", site.ns),
+        format!("--registry-addr=127.0.0.1:{registry}"),
+        format!("--registry-url=http://127.0.0.1:{registry}"),
+        format!(
+            "--probe-os-image={}",
+            rack.images.image("metal/probe-os", "1.0")
+        ),
+        format!("--bmc-ca-file={}", rack.ca_file.display()),
+        format!("--inspection={inspection}"),
+        "--poll-interval=1s".into(),
+        "--bmc-refresh-interval=30s".into(),
+    ]);
+    a
+}
+
+/// `metal-reservation` for the site.
+pub fn reservation_args(site: &Site) -> Vec<String> {
+    let mut a = common_args(site);
+    a.extend([
+        format!("--server-selector={}", site.selector()),
+        format!("--claim-namespace={}", site.ns),
+    ]);
+    a
+}
+
+/// `metal-provisioning` for the site and rack.
+pub fn provisioning_args(site: &Site, rack: &Rack) -> Vec<String> {
+    let mut a = common_args(site);
+    a.extend([
+        format!("--server-selector={}", site.selector()),
+        format!("--boot-addr={}", rack.boot_addr),
+        format!("--boot-server-url={}", rack.boot_server),
+        format!("--metadata-addr=127.0.0.1:{}", free_port()),
+        format!("--bmc-ca-file={}", rack.ca_file.display()),
+        format!("--insecure-registry={}", rack.images.host),
+        "--resync-interval=20s".into(),
+    ]);
+    a
+}
+
+/// Renders a kustomize directory with the kubectl built for the test control plane.
+pub fn kustomize_build(dir: &Path) -> Result<String, String> {
+    let kubectl = testenv::Binaries::locate()
+        .map_err(|e| e.to_string())?
+        .kubectl
+        .ok_or("kubectl was not built")?;
+    let out = Command::new(kubectl)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rbac_rewrite_scopes_names_and_namespaces() {
+        let crb = rewrite_rbac(
+            json!({"kind": "ClusterRoleBinding", "metadata": {"name": "metal-x"},
+                   "roleRef": {"kind": "ClusterRole", "name": "metal-x"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "metal-x", "namespace": "metal-system"}]}),
+            "t1",
+        );
+        assert_eq!(crb["metadata"]["name"], "metal-x-t1");
+        assert_eq!(crb["roleRef"]["name"], "metal-x-t1");
+        assert_eq!(crb["subjects"][0]["namespace"], "t1");
+        let rb = rewrite_rbac(
+            json!({"kind": "RoleBinding", "metadata": {"name": "le", "namespace": "metal-system"},
+                   "roleRef": {"kind": "Role", "name": "le"}}),
+            "t1",
+        );
+        assert_eq!(rb["metadata"]["namespace"], "t1");
+        assert_eq!(rb["roleRef"]["name"], "le");
+    }
+}

@@ -1,0 +1,540 @@
+//! End-to-end flows with the three controllers as processes (RBAC from kustomize, acting as their
+//! ServiceAccounts), a simulated rack with network-boot firmware, and an image registry:
+//! discover → claim → boot → release, in-band discovery through the boot server and the probe,
+//! a BMC that refuses to power off, and controllers killed at random points.
+
+use api::server::Server;
+use api::serverclaim::ServerClaim;
+use e2e::{Process, Rack, Site, default_group, eventually, shared_tree};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(120);
+
+async fn servers(site: &Site) -> Vec<Server> {
+    let api: Api<Server> = Api::all(site.client.clone());
+    api.list(&ListParams::default().labels(&site.selector()))
+        .await
+        .expect("list servers")
+        .items
+}
+
+fn state(s: &Server) -> String {
+    s.status
+        .as_ref()
+        .and_then(|st| st.state.as_ref())
+        .map(|st| format!("{st:?}"))
+        .unwrap_or_default()
+}
+
+async fn wait_states(site: &Site, n: usize, want: &str, what: &str) -> Vec<Server> {
+    eventually(what, LONG, async || {
+        let all = servers(site).await;
+        (all.len() == n && all.iter().all(|s| state(s) == want)).then_some(all)
+    })
+    .await
+}
+
+async fn ignition_secret(site: &Site, name: &str) {
+    let api: Api<Secret> = Api::namespaced(site.client.clone(), &site.ns);
+    let s: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": name },
+        "stringData": { "ignition": format!("{{\"ignition\":{{\"version\":\"3.4.0\"}},\"passwd\":{{\"users\":[{{\"name\":\"{name}\"}}]}}}}") },
+    }))
+    .expect("secret");
+    api.create(&PostParams::default(), &s)
+        .await
+        .expect("ignition secret");
+}
+
+async fn claim(site: &Site, rack: &Rack, name: &str, selector: Value) -> ServerClaim {
+    let api: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    let c: ServerClaim = serde_json::from_value(json!({
+        "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "ServerClaim",
+        "metadata": { "name": name },
+        "spec": {
+            "power": "On",
+            "image": rack.images.image("metal/demo-os", "1.0"),
+            "ignitionSecretRef": { "name": format!("{name}-ignition") },
+            "serverSelector": selector,
+        },
+    }))
+    .expect("claim");
+    ignition_secret(site, &format!("{name}-ignition")).await;
+    api.create(&PostParams::default(), &c)
+        .await
+        .expect("create claim")
+}
+
+async fn bound_server(site: &Site, name: &str) -> String {
+    let api: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    eventually(&format!("claim {name} bound"), LONG, async || {
+        let c = api.get(name).await.ok()?;
+        let phase = c.status.as_ref().and_then(|s| s.phase.as_ref())?;
+        (format!("{phase:?}") == "Bound").then_some(())?;
+        c.spec.server_ref.map(|r| r.name)
+    })
+    .await
+}
+
+/// (bmc index, system id, uuid, first MAC) of a Server, from the simulator.
+fn sim_system(rack: &Rack, server: &Server) -> (usize, String, String, String) {
+    let uuid = server.spec.system_uuid.to_lowercase();
+    for b in rack.sim.bmcs() {
+        for s in &b.systems {
+            if s.uuid.as_deref().map(str::to_lowercase).as_deref() == Some(uuid.as_str()) {
+                return (
+                    b.index,
+                    s.id.clone(),
+                    uuid,
+                    s.macs.first().cloned().unwrap_or_default(),
+                );
+            }
+        }
+    }
+    panic!("server {uuid} not in the simulator");
+}
+
+async fn server_by_name(site: &Site, name: &str) -> Server {
+    let api: Api<Server> = Api::all(site.client.clone());
+    api.get(name).await.expect("server")
+}
+
+async fn http_get(url: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head[9..12].parse().unwrap_or(0), body.to_string())
+}
+
+fn power_on_resets(rack: &Rack, bmc: usize) -> u64 {
+    rack.sim
+        .request_counts(bmc)
+        .expect("counts")
+        .by_request
+        .iter()
+        .filter(|(k, _)| k.starts_with("POST ") && k.ends_with("ComputerSystem.Reset"))
+        .map(|(_, n)| *n)
+        .sum()
+}
+
+fn start_all(site: &Site, rack: &Rack, inspection: &str) -> BTreeMap<&'static str, Process> {
+    [
+        (
+            "discovery",
+            Process::start(
+                site,
+                "discovery",
+                e2e::discovery_args(site, rack, inspection),
+            ),
+        ),
+        (
+            "reservation",
+            Process::start(site, "reservation", e2e::reservation_args(site)),
+        ),
+        (
+            "provisioning",
+            Process::start(site, "provisioning", e2e::provisioning_args(site, rack)),
+        ),
+    ]
+    .into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_claim_boot_release() {
+    let site = Site::new("e2e-loop").await;
+    let mut groups = vec![default_group(3)];
+    if let Some(dell) = shared_tree("dell-poweredge-r750") {
+        groups.push(metal_bmc_sim::GroupSpec {
+            template: metal_bmc_sim::TemplateSource::Path(dell),
+            ..default_group(1)
+        });
+    }
+    let n = groups.iter().map(|g| g.count).sum();
+    let rack = Rack::start(&site, "127.81.0.1", groups).await;
+    let procs = start_all(&site, &rack, "out-of-band");
+
+    // Discovery: every system becomes an Available, powered-off Server with its inventory.
+    let all = wait_states(&site, n, "Available", "all servers Available").await;
+    for s in &all {
+        let st = s.status.as_ref().expect("status");
+        assert!(
+            st.manufacturer.as_deref().is_some_and(|m| !m.is_empty()),
+            "{:?}",
+            s.metadata.name
+        );
+        assert!(
+            !st.network_interfaces.is_empty(),
+            "NICs of {:?}",
+            s.metadata.name
+        );
+    }
+    for p in procs.values() {
+        let (code, _) = p.admin_get("/readyz").await.expect("readyz");
+        assert_eq!(code, 200, "{} ready", p.name);
+    }
+
+    // Claim one server by selector: it is bound, booted over the network into the claim's image
+    // with its own script and ignition.
+    let c = claim(
+        &site,
+        &rack,
+        "web-0",
+        json!({ "matchLabels": site.labels() }),
+    )
+    .await;
+    let name = bound_server(&site, "web-0").await;
+    let server = server_by_name(&site, &name).await;
+    let (bmc, sys, uuid, mac) = sim_system(&rack, &server);
+    let record = eventually("network boot of the claimed server", LONG, async || {
+        rack.firmware
+            .records(bmc, &sys)
+            .into_iter()
+            .rev()
+            .find(|r| r.ignition.is_some())
+    })
+    .await;
+    assert!(
+        record
+            .script
+            .as_deref()
+            .is_some_and(|s| s.contains("kernel")),
+        "{record:?}"
+    );
+    assert!(
+        record
+            .ignition
+            .as_deref()
+            .is_some_and(|i| i.contains("web-0-ignition")),
+        "{record:?}"
+    );
+    assert!(
+        record
+            .fetches
+            .iter()
+            .any(|f| f.url.contains(&uuid) && f.status == 200),
+        "fetched its own script: {record:?}"
+    );
+    let power = rack.sim.system_state(bmc, &sys).expect("state").power_state;
+    assert_eq!(format!("{power:?}"), "On");
+    assert_eq!(state(&server_by_name(&site, &name).await), "Reserved");
+
+    // Nobody else gets the claimed server's configuration.
+    let other = all
+        .iter()
+        .find(|s| s.metadata.name.as_deref() != Some(name.as_str()))
+        .expect("another server");
+    let (_, _, _, other_mac) = sim_system(&rack, other);
+    let (code, body) = http_get(&format!(
+        "{}/ignition/{uuid}?mac={other_mac}",
+        rack.boot_server
+    ))
+    .await;
+    assert_eq!(code, 404, "ignition with a foreign MAC: {body}");
+    assert!(!body.contains("web-0"), "{body}");
+    let (code, body) = http_get(&format!("{}/ipxe?mac={other_mac}", rack.boot_server)).await;
+    assert!(
+        !body.contains("demo-os") && code != 200,
+        "unclaimed server's script: {code} {body}"
+    );
+    let (code, _) = http_get(&format!("{}/ipxe?mac=02:00:00:00:00:99", rack.boot_server)).await;
+    assert_eq!(code, 404, "unknown MAC");
+    let _ = mac;
+
+    // Release: deleting the claim powers the server off (BMC-confirmed) and returns it.
+    let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    claims
+        .delete("web-0", &DeleteParams::default())
+        .await
+        .expect("delete claim");
+    eventually("claim gone", LONG, async || {
+        claims.get_opt("web-0").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let s = server_by_name(&site, &name).await;
+    assert_eq!(state(&s), "Available");
+    assert!(s.spec.server_claim_ref.is_none());
+    let power = rack.sim.system_state(bmc, &sys).expect("state").power_state;
+    assert_eq!(format!("{power:?}"), "Off", "released only after power-off");
+    drop(c);
+
+    // The dashboard and alerts only use metrics the controllers export.
+    let mut exported = String::new();
+    for p in procs.values() {
+        exported.push_str(&p.admin_get("/metrics").await.expect("metrics").1);
+    }
+    let dashboard = std::fs::read_to_string(
+        testenv::repo_root().join("kustomize/monitoring/metal-dashboard.json"),
+    )
+    .expect("dashboard");
+    let alerts =
+        std::fs::read_to_string(testenv::repo_root().join("kustomize/monitoring/alerts.yaml"))
+            .expect("alerts");
+    let re = regex_lite(&(dashboard + &alerts));
+    // Label families without any series are not encoded until their first sample; these only
+    // get one on a failure.
+    const SPARSE: &[&str] = &["metal_reconcile_errors_total"];
+    for metric in re.into_iter().filter(|m| !SPARSE.contains(&m.as_str())) {
+        let base = metric
+            .trim_end_matches("_bucket")
+            .trim_end_matches("_count")
+            .trim_end_matches("_sum")
+            .trim_end_matches("_total");
+        assert!(
+            exported.contains(&format!("# TYPE {base} "))
+                || exported.contains(&format!("\n{metric}")),
+            "the dashboard or alerts use {metric}, which no controller exports; exported:\n{}",
+            exported
+                .lines()
+                .filter(|l| l.starts_with("# TYPE"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+/// Metric names (`metal_...`) used in a text.
+fn regex_lite(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = text[i..].find("metal_") {
+        let start = i + pos;
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        let word = &text[start..end];
+        let before_ok = start == 0
+            || !(bytes[start - 1].is_ascii_alphanumeric()
+                || bytes[start - 1] == b'_'
+                || bytes[start - 1] == b'-');
+        if before_ok && word.len() > "metal_".len() && word != "metal_fleet" {
+            out.insert(word.to_string());
+        }
+        i = end.max(start + 1);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_band_discovery_through_the_boot_server_and_probe() {
+    let site = Site::new("e2e-inband").await;
+    let rack = Rack::start(&site, "127.82.0.1", vec![default_group(2)]).await;
+    let _procs = start_all(&site, &rack, "in-band");
+    let start = std::time::Instant::now();
+    let all = loop {
+        let all = servers(&site).await;
+        if all.len() == 2 && all.iter().all(|s| state(s) == "Available") {
+            break all;
+        }
+        if start.elapsed() > LONG {
+            let records: Vec<_> = (0..2).map(|b| rack.firmware.records(b, "1")).collect();
+            panic!(
+                "servers not Available after in-band discovery: {:?}\nfirmware: {records:#?}",
+                all.iter().map(state).collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    for s in &all {
+        let (bmc, sys, _, _) = sim_system(&rack, s);
+        let boots = rack.firmware.records(bmc, &sys);
+        let probe = boots.iter().find_map(|r| r.probe.clone());
+        assert!(
+            probe.as_deref().is_some_and(|p| p.starts_with("posted")),
+            "probe ran on {sys}: {boots:?}"
+        );
+        let nics = &s.status.as_ref().expect("status").network_interfaces;
+        assert!(
+            nics.iter().any(|n| !n.ips.is_empty()),
+            "in-band data (IPs) merged: {nics:?}"
+        );
+        assert!(
+            nics.iter().any(|n| !n.neighbors.is_empty()),
+            "LLDP neighbours merged: {nics:?}"
+        );
+        let power = rack.sim.system_state(bmc, &sys).expect("state").power_state;
+        assert_eq!(
+            format!("{power:?}"),
+            "Off",
+            "Available servers are powered off"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bmc_that_refuses_power_off_holds_the_release() {
+    let site = Site::new("e2e-refuse").await;
+    let rack = Rack::start(&site, "127.83.0.1", vec![default_group(1)]).await;
+    let _procs = start_all(&site, &rack, "out-of-band");
+    wait_states(&site, 1, "Available", "server Available").await;
+    claim(
+        &site,
+        &rack,
+        "db-0",
+        json!({ "matchLabels": site.labels() }),
+    )
+    .await;
+    let name = bound_server(&site, "db-0").await;
+    let server = server_by_name(&site, &name).await;
+    let (bmc, sys, _, _) = sim_system(&rack, &server);
+    eventually("powered on", LONG, async || {
+        (format!("{:?}", rack.sim.system_state(bmc, &sys).ok()?.power_state) == "On").then_some(())
+    })
+    .await;
+    let mut knobs = rack.sim.knobs(bmc).expect("knobs");
+    knobs.refuse_power_off = true;
+    rack.sim.set_knobs(bmc, knobs.clone()).expect("knobs");
+
+    let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    claims
+        .delete("db-0", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let reason = eventually("PoweredOff=False on the claim", LONG, async || {
+        let c = claims.get_opt("db-0").await.ok()??;
+        let cond = c
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "PoweredOff")?;
+        (cond.status == "False" && cond.reason != "PowerOffConfirmed").then_some(cond.reason)
+    })
+    .await;
+    assert!(!reason.is_empty());
+    // Held back for a while: still Reserved, still On, claim still there.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let s = server_by_name(&site, &name).await;
+    assert_eq!(state(&s), "Reserved");
+    assert!(claims.get_opt("db-0").await.expect("get").is_some());
+    assert_eq!(
+        format!(
+            "{:?}",
+            rack.sim.system_state(bmc, &sys).expect("s").power_state
+        ),
+        "On"
+    );
+
+    // The BMC obeys again: the release completes.
+    knobs.refuse_power_off = false;
+    rack.sim.set_knobs(bmc, knobs).expect("knobs");
+    eventually("released", Duration::from_secs(300), async || {
+        claims.get_opt("db-0").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(state(&server_by_name(&site, &name).await), "Available");
+    assert_eq!(
+        format!(
+            "{:?}",
+            rack.sim.system_state(bmc, &sys).expect("s").power_state
+        ),
+        "Off"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_killed_at_random_points_still_complete_the_flow() {
+    let site = Site::new("e2e-chaos").await;
+    const N: usize = 4;
+    let rack = Rack::start(&site, "127.84.0.1", vec![default_group(N)]).await;
+    let mut procs = start_all(&site, &rack, "out-of-band");
+    wait_states(&site, N, "Available", "all Available").await;
+    for b in 0..N {
+        rack.sim.reset_request_counts(b).expect("reset counters");
+    }
+    // A fixed pseudo-random schedule of kills (SIGKILL: no lease release, no cleanup).
+    let mut seed: u64 = 0x5eed_1234;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..N {
+        claim(
+            &site,
+            &rack,
+            &format!("job-{i}"),
+            json!({ "matchLabels": site.labels() }),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(next() % 1500)).await;
+        let victim = if next() % 2 == 0 {
+            "reservation"
+        } else {
+            "provisioning"
+        };
+        procs.get_mut(victim).expect("proc").restart();
+    }
+    let mut bound = std::collections::BTreeSet::new();
+    for i in 0..N {
+        bound.insert(bound_server(&site, &format!("job-{i}")).await);
+    }
+    assert_eq!(bound.len(), N, "each claim its own server");
+    for name in &bound {
+        let s = server_by_name(&site, name).await;
+        let (bmc, sys, _, _) = sim_system(&rack, &s);
+        eventually(&format!("{name} on"), LONG, async || {
+            (format!("{:?}", rack.sim.system_state(bmc, &sys).ok()?.power_state) == "On")
+                .then_some(())
+        })
+        .await;
+    }
+    // Settle, then check that no power command was repeated: one power-on per system.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for b in 0..N {
+        assert_eq!(
+            power_on_resets(&rack, b),
+            1,
+            "BMC {b}: exactly one ComputerSystem.Reset"
+        );
+    }
+    // Release with more kills in between.
+    let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    for i in 0..N {
+        claims
+            .delete(&format!("job-{i}"), &DeleteParams::default())
+            .await
+            .expect("delete");
+        tokio::time::sleep(Duration::from_millis(next() % 1000)).await;
+        let victim = if next() % 2 == 0 {
+            "reservation"
+        } else {
+            "provisioning"
+        };
+        procs.get_mut(victim).expect("proc").restart();
+    }
+    wait_states(&site, N, "Available", "all released").await;
+    for b in 0..N {
+        let sys = &rack.sim.bmcs()[b].systems[0].id;
+        assert_eq!(
+            format!(
+                "{:?}",
+                rack.sim.system_state(b, sys).expect("s").power_state
+            ),
+            "Off"
+        );
+        assert_eq!(
+            power_on_resets(&rack, b),
+            2,
+            "BMC {b}: one power-on and one power-off"
+        );
+    }
+}
