@@ -1,6 +1,6 @@
 //! Project tasks behind `cargo xtask`: the two README commands (`up`, `test`) and CRD generation.
 
-mod discovery_up;
+mod up;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -130,45 +130,10 @@ fn test(no_lint: bool, cargo_args: &[String]) -> anyhow::Result<()> {
 }
 
 fn up() -> anyhow::Result<()> {
-    let cp = testenv::ControlPlane::start(testenv::Options::default())
-        .context("starting the control plane")?;
-    println!("control plane ready in {:.1?}", cp.started_in());
-    println!("CRDs installed from {}", testenv::crd_dir().display());
-    if let Some(kubectl) = cp.binaries().and_then(|b| b.kubectl.clone()) {
-        println!("kubectl: {}", kubectl.display());
-    }
-    println!();
-    println!("export KUBECONFIG={}", cp.kubeconfig().display());
-    println!();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
-        let discovery = up_discovery(&cp).await;
-        println!("Press Ctrl-C to stop.");
-        let _ = tokio::signal::ctrl_c().await;
-        if let Some(d) = discovery {
-            d.stop().await;
-        }
-    });
-    drop(cp);
-    Ok(())
-}
-
-/// The discovery part of `up`: simulated rack + BMC objects + `metal-discovery` (a failure is
-/// reported and leaves the control plane running).
-async fn up_discovery(cp: &testenv::ControlPlane) -> Option<discovery_up::DiscoveryUp> {
-    let log_dir = cp
-        .dir()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(std::env::temp_dir);
-    match discovery_up::start(cp.kubeconfig(), &log_dir).await {
-        Ok(d) => Some(d),
-        Err(e) => {
-            eprintln!("discovery bring-up failed: {e:#}");
-            None
-        }
-    }
+    rt.block_on(up::run())
 }
 
 fn main() -> anyhow::Result<()> {

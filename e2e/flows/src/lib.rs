@@ -9,9 +9,11 @@
 
 pub mod oci;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
+use api::server::Server;
+use api::serverclaim::ServerClaim;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -26,10 +28,13 @@ pub const CONTROLLERS: &[&str] = &["discovery", "reservation", "provisioning"];
 /// every binary of the workspace).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile> directory");
+    // Test binaries live in target/<profile>/deps, tools such as xtask in target/<profile>.
+    let dir = exe.parent().expect("exe directory");
+    let dir = if dir.ends_with("deps") {
+        dir.parent().expect("target/<profile>")
+    } else {
+        dir
+    };
     let bin = dir.join(name);
     assert!(
         bin.is_file(),
@@ -530,6 +535,106 @@ pub fn kustomize_build(dir: &Path) -> Result<String, String> {
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
+}
+
+/// How long the flows wait for one step.
+pub const LONG: Duration = Duration::from_secs(120);
+
+/// The test's Servers.
+pub async fn servers(site: &Site) -> Vec<Server> {
+    let api: Api<Server> = Api::all(site.client.clone());
+    api.list(&ListParams::default().labels(&site.selector()))
+        .await
+        .expect("list servers")
+        .items
+}
+
+/// A Server's state as text (empty when unset).
+pub fn state(s: &Server) -> String {
+    s.status
+        .as_ref()
+        .and_then(|st| st.state.as_ref())
+        .map(|st| format!("{st:?}"))
+        .unwrap_or_default()
+}
+
+/// Waits until there are `n` Servers, all in state `want`.
+pub async fn wait_states(site: &Site, n: usize, want: &str, what: &str) -> Vec<Server> {
+    eventually(what, LONG, async || {
+        let all = servers(site).await;
+        (all.len() == n && all.iter().all(|s| state(s) == want)).then_some(all)
+    })
+    .await
+}
+
+/// Creates an ignition Secret named `name` in the site's namespace.
+pub async fn ignition_secret(site: &Site, name: &str) {
+    let api: Api<Secret> = Api::namespaced(site.client.clone(), &site.ns);
+    let s: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": name },
+        "stringData": { "ignition": format!("{{\"ignition\":{{\"version\":\"3.4.0\"}},\"passwd\":{{\"users\":[{{\"name\":\"{name}\"}}]}}}}") },
+    }))
+    .expect("secret");
+    api.create(&PostParams::default(), &s)
+        .await
+        .expect("ignition secret");
+}
+
+/// Creates an ignition Secret and a ServerClaim (power On, the demo image) for `selector`.
+pub async fn claim(site: &Site, rack: &Rack, name: &str, selector: Value) -> ServerClaim {
+    let api: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    let c: ServerClaim = serde_json::from_value(json!({
+        "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "ServerClaim",
+        "metadata": { "name": name },
+        "spec": {
+            "power": "On",
+            "image": rack.images.image("metal/demo-os", "1.0"),
+            "ignitionSecretRef": { "name": format!("{name}-ignition") },
+            "serverSelector": selector,
+        },
+    }))
+    .expect("claim");
+    ignition_secret(site, &format!("{name}-ignition")).await;
+    api.create(&PostParams::default(), &c)
+        .await
+        .expect("create claim")
+}
+
+/// Waits until claim `name` is Bound and returns its server's name.
+pub async fn bound_server(site: &Site, name: &str) -> String {
+    let api: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    eventually(&format!("claim {name} bound"), LONG, async || {
+        let c = api.get(name).await.ok()?;
+        let phase = c.status.as_ref().and_then(|s| s.phase.as_ref())?;
+        (format!("{phase:?}") == "Bound").then_some(())?;
+        c.spec.server_ref.map(|r| r.name)
+    })
+    .await
+}
+
+/// (bmc index, system id, uuid, first MAC) of a Server, from the simulator.
+pub fn sim_system(rack: &Rack, server: &Server) -> (usize, String, String, String) {
+    let uuid = server.spec.system_uuid.to_lowercase();
+    for b in rack.sim.bmcs() {
+        for s in &b.systems {
+            if s.uuid.as_deref().map(str::to_lowercase).as_deref() == Some(uuid.as_str()) {
+                return (
+                    b.index,
+                    s.id.clone(),
+                    uuid,
+                    s.macs.first().cloned().unwrap_or_default(),
+                );
+            }
+        }
+    }
+    panic!("server {uuid} not in the simulator");
+}
+
+/// Reads a Server.
+pub async fn server_by_name(site: &Site, name: &str) -> Server {
+    let api: Api<Server> = Api::all(site.client.clone());
+    api.get(name).await.expect("server")
 }
 
 #[cfg(test)]

@@ -3,106 +3,17 @@
 //! discover → claim → boot → release, in-band discovery through the boot server and the probe,
 //! a BMC that refuses to power off, and controllers killed at random points.
 
-use api::server::Server;
 use api::serverclaim::ServerClaim;
-use e2e::{Process, Rack, Site, default_group, eventually, shared_tree};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use serde_json::{Value, json};
+use e2e::{
+    Process, Rack, Site, bound_server, claim, default_group, eventually, server_by_name, servers,
+    shared_tree, sim_system, state, wait_states,
+};
+use kube::api::{Api, DeleteParams};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const LONG: Duration = Duration::from_secs(120);
-
-async fn servers(site: &Site) -> Vec<Server> {
-    let api: Api<Server> = Api::all(site.client.clone());
-    api.list(&ListParams::default().labels(&site.selector()))
-        .await
-        .expect("list servers")
-        .items
-}
-
-fn state(s: &Server) -> String {
-    s.status
-        .as_ref()
-        .and_then(|st| st.state.as_ref())
-        .map(|st| format!("{st:?}"))
-        .unwrap_or_default()
-}
-
-async fn wait_states(site: &Site, n: usize, want: &str, what: &str) -> Vec<Server> {
-    eventually(what, LONG, async || {
-        let all = servers(site).await;
-        (all.len() == n && all.iter().all(|s| state(s) == want)).then_some(all)
-    })
-    .await
-}
-
-async fn ignition_secret(site: &Site, name: &str) {
-    let api: Api<Secret> = Api::namespaced(site.client.clone(), &site.ns);
-    let s: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": { "name": name },
-        "stringData": { "ignition": format!("{{\"ignition\":{{\"version\":\"3.4.0\"}},\"passwd\":{{\"users\":[{{\"name\":\"{name}\"}}]}}}}") },
-    }))
-    .expect("secret");
-    api.create(&PostParams::default(), &s)
-        .await
-        .expect("ignition secret");
-}
-
-async fn claim(site: &Site, rack: &Rack, name: &str, selector: Value) -> ServerClaim {
-    let api: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
-    let c: ServerClaim = serde_json::from_value(json!({
-        "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "ServerClaim",
-        "metadata": { "name": name },
-        "spec": {
-            "power": "On",
-            "image": rack.images.image("metal/demo-os", "1.0"),
-            "ignitionSecretRef": { "name": format!("{name}-ignition") },
-            "serverSelector": selector,
-        },
-    }))
-    .expect("claim");
-    ignition_secret(site, &format!("{name}-ignition")).await;
-    api.create(&PostParams::default(), &c)
-        .await
-        .expect("create claim")
-}
-
-async fn bound_server(site: &Site, name: &str) -> String {
-    let api: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
-    eventually(&format!("claim {name} bound"), LONG, async || {
-        let c = api.get(name).await.ok()?;
-        let phase = c.status.as_ref().and_then(|s| s.phase.as_ref())?;
-        (format!("{phase:?}") == "Bound").then_some(())?;
-        c.spec.server_ref.map(|r| r.name)
-    })
-    .await
-}
-
-/// (bmc index, system id, uuid, first MAC) of a Server, from the simulator.
-fn sim_system(rack: &Rack, server: &Server) -> (usize, String, String, String) {
-    let uuid = server.spec.system_uuid.to_lowercase();
-    for b in rack.sim.bmcs() {
-        for s in &b.systems {
-            if s.uuid.as_deref().map(str::to_lowercase).as_deref() == Some(uuid.as_str()) {
-                return (
-                    b.index,
-                    s.id.clone(),
-                    uuid,
-                    s.macs.first().cloned().unwrap_or_default(),
-                );
-            }
-        }
-    }
-    panic!("server {uuid} not in the simulator");
-}
-
-async fn server_by_name(site: &Site, name: &str) -> Server {
-    let api: Api<Server> = Api::all(site.client.clone());
-    api.get(name).await.expect("server")
-}
+use e2e::LONG;
 
 async fn http_get(url: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

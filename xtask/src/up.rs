@@ -1,0 +1,190 @@
+//! `cargo xtask up`: the whole system on this machine. A real control plane with the CRDs, a
+//! simulated rack (mixed templates, network-boot firmware), an image registry, and the three
+//! controllers as processes acting as their kustomize ServiceAccounts. It then walks one claim
+//! through the loop (bind → network boot → release → powered off → Available) and leaves
+//! everything running for kubectl until Ctrl-C.
+
+use anyhow::Context as _;
+use api::bmc::BMC;
+use api::serverclaim::ServerClaim;
+use e2e::{Process, Rack, Site};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use metal_bmc_sim::{GroupSpec, TemplateSource};
+use serde_json::json;
+use std::process::Command;
+use std::time::Instant;
+
+fn groups() -> Vec<GroupSpec> {
+    let mut groups = vec![e2e::default_group(5)];
+    for tree in [
+        "dell-poweredge-r750",
+        "supermicro-sys-821ge",
+        "dmtf-public-rackmount1",
+    ] {
+        match e2e::shared_tree(tree) {
+            Some(dir) => groups.push(GroupSpec {
+                template: TemplateSource::Path(dir),
+                ..e2e::default_group(1)
+            }),
+            None => groups[0].count += 1,
+        }
+    }
+    groups
+}
+
+fn build_binaries() -> anyhow::Result<()> {
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "metal-discovery",
+            "-p",
+            "metal-reservation",
+            "-p",
+            "metal-provisioning",
+            "--bins",
+        ])
+        .current_dir(testenv::repo_root())
+        .status()
+        .context("building the controllers")?;
+    anyhow::ensure!(status.success(), "building the controllers failed");
+    Ok(())
+}
+
+fn table(servers: &[api::server::Server]) {
+    println!(
+        "  {:<30} {:<10} {:<22} {:<24} {:<16} {:>4} {:>5}",
+        "SERVER", "STATE", "MANUFACTURER", "MODEL", "SERIAL", "NICS", "IPS"
+    );
+    for s in servers {
+        let st = s.status.clone().unwrap_or_default();
+        let ips: usize = st.network_interfaces.iter().map(|n| n.ips.len()).sum();
+        println!(
+            "  {:<30} {:<10} {:<22} {:<24} {:<16} {:>4} {:>5}",
+            s.metadata.name.clone().unwrap_or_default(),
+            e2e::state(s),
+            st.manufacturer.unwrap_or_default(),
+            st.model.unwrap_or_default(),
+            st.serial_number.unwrap_or_default(),
+            st.network_interfaces.len(),
+            ips,
+        );
+    }
+}
+
+/// Runs the bring-up until Ctrl-C.
+pub async fn run() -> anyhow::Result<()> {
+    build_binaries()?;
+    let started = Instant::now();
+    let cp = testenv::shared();
+    println!(
+        "control plane ready in {:.1?} (CRDs installed from {})",
+        cp.started_in(),
+        testenv::crd_dir().display()
+    );
+    let site = Site::new("metal").await;
+    let rack = Rack::start(&site, "127.0.1.1", groups()).await;
+    // Two BMCs are inspected in-band (a discovery boot into the probe), the rest out-of-band.
+    let bmcs: Api<BMC> = Api::all(site.client.clone());
+    for name in rack.bmc_names.iter().take(2) {
+        bmcs.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                api::constants::INSPECTION_ANNOTATION: "in-band"
+            }}})),
+        )
+        .await?;
+    }
+    println!(
+        "metal-bmc-sim: {} BMCs on 127.0.1.x:{} (CA {}), boot server {}, images on {}",
+        rack.bmc_names.len(),
+        rack.sim.port(),
+        rack.ca_file.display(),
+        rack.boot_server,
+        rack.images.host
+    );
+    let procs = [
+        Process::start(
+            &site,
+            "discovery",
+            e2e::discovery_args(&site, &rack, "out-of-band"),
+        ),
+        Process::start(&site, "reservation", e2e::reservation_args(&site)),
+        Process::start(
+            &site,
+            "provisioning",
+            e2e::provisioning_args(&site, &rack),
+        ),
+    ];
+    for p in &procs {
+        println!("metal-{}: admin http://{} ", p.name, p.admin);
+    }
+    println!("controller logs, kubeconfigs: {}", site.dir.path().display());
+    println!("namespace: {}", site.ns);
+
+    let n: usize = groups().iter().map(|g| g.count).sum();
+    println!("\n== discovery ({} in-band)", 2);
+    let servers = e2e::wait_states(&site, n, "Available", "all servers Available").await;
+    table(&servers);
+
+    println!("\n== claim: ServerClaim demo (power On, image metal/demo-os:1.0)");
+    let claim_started = Instant::now();
+    e2e::claim(&site, &rack, "demo", json!({ "matchLabels": site.labels() })).await;
+    let name = e2e::bound_server(&site, "demo").await;
+    println!("  bound to {name} in {:.1?}", claim_started.elapsed());
+    let server = e2e::server_by_name(&site, &name).await;
+    let (bmc, sys, _, _) = e2e::sim_system(&rack, &server);
+    let record = e2e::eventually("the network boot", e2e::LONG, async || {
+        rack.firmware
+            .records(bmc, &sys)
+            .into_iter()
+            .rev()
+            .find(|r| r.ignition.is_some())
+    })
+    .await;
+    println!(
+        "  booted in {:.1?}: kernel {}",
+        claim_started.elapsed(),
+        record.kernel.unwrap_or_default()
+    );
+    for f in &record.fetches {
+        println!("    GET {} -> {}", f.url, f.status);
+    }
+
+    println!("\n== release: delete the claim");
+    let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    claims.delete("demo", &DeleteParams::default()).await?;
+    e2e::eventually("the release", e2e::LONG, async || {
+        claims.get_opt("demo").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let power = rack.sim.system_state(bmc, &sys)?.power_state;
+    let s = e2e::server_by_name(&site, &name).await;
+    println!(
+        "  {name}: {} and powered {power:?} (BMC-confirmed)",
+        e2e::state(&s)
+    );
+
+    println!(
+        "\nThe rack keeps running ({:.0?} so far). Use it:\n\n  export KUBECONFIG={}\n  {} get servers,bmcs -o wide\n  {} -n {} get serverclaims\n\nPress Ctrl-C to stop.",
+        started.elapsed(),
+        cp.kubeconfig().display(),
+        kubectl(),
+        kubectl(),
+        site.ns
+    );
+    tokio::signal::ctrl_c().await?;
+    drop(procs);
+    rack.sim.shutdown().await;
+    Ok(())
+}
+
+fn kubectl() -> String {
+    testenv::Binaries::locate()
+        .ok()
+        .and_then(|b| b.kubectl)
+        .map(|k| k.display().to_string())
+        .unwrap_or_else(|| "kubectl".into())
+}
