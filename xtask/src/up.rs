@@ -112,16 +112,15 @@ pub async fn run() -> anyhow::Result<()> {
             e2e::discovery_args(&site, &rack, "out-of-band"),
         ),
         Process::start(&site, "reservation", e2e::reservation_args(&site)),
-        Process::start(
-            &site,
-            "provisioning",
-            e2e::provisioning_args(&site, &rack),
-        ),
+        Process::start(&site, "provisioning", e2e::provisioning_args(&site, &rack)),
     ];
     for p in &procs {
         println!("metal-{}: admin http://{} ", p.name, p.admin);
     }
-    println!("controller logs, kubeconfigs: {}", site.dir.path().display());
+    println!(
+        "controller logs, kubeconfigs: {}",
+        site.dir.path().display()
+    );
     println!("namespace: {}", site.ns);
 
     let n: usize = groups().iter().map(|g| g.count).sum();
@@ -131,7 +130,13 @@ pub async fn run() -> anyhow::Result<()> {
 
     println!("\n== claim: ServerClaim demo (power On, image metal/demo-os:1.0)");
     let claim_started = Instant::now();
-    e2e::claim(&site, &rack, "demo", json!({ "matchLabels": site.labels() })).await;
+    e2e::claim(
+        &site,
+        &rack,
+        "demo",
+        json!({ "matchLabels": site.labels() }),
+    )
+    .await;
     let name = e2e::bound_server(&site, "demo").await;
     println!("  bound to {name} in {:.1?}", claim_started.elapsed());
     let server = e2e::server_by_name(&site, &name).await;

@@ -1,7 +1,9 @@
 //! Authentication state: one Redfish session per client (shared by all concurrent callers, login
-//! single-flighted), or HTTP basic auth.
+//! single-flighted), or HTTP basic auth — also, in `Auto` mode, for a while when the BMC has no
+//! session slot left (sessions of killed processes linger until the BMC expires them).
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use base64::Engine;
 use http::HeaderValue;
@@ -12,10 +14,14 @@ use crate::secret::Credentials;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AuthMode {
     /// Redfish session if the service offers one, else basic auth (e.g. sushy-emulator, which answers
-    /// 404 on the SessionService).
+    /// 404 on the SessionService). When the BMC refuses a session because its session slots are
+    /// used up or it is temporarily unavailable (503, 429, `SessionLimitExceeded`, ...), basic auth
+    /// is used until `ClientOptions::session_retry_interval` has passed, then a session is tried
+    /// again.
     #[default]
     Auto,
-    /// Redfish session only (`X-Auth-Token`); fails if the service has no SessionService.
+    /// Redfish session only (`X-Auth-Token`); fails if the service has no SessionService, and with
+    /// `Busy` while the BMC refuses sessions because its session slots are used up.
     Session,
     /// HTTP basic auth on every request.
     Basic,
@@ -49,6 +55,11 @@ pub(crate) enum Credential {
 pub(crate) enum Resolved {
     Unresolved,
     Basic,
+    /// `Auto` mode: the BMC refused a session (no slot left, unavailable); basic auth until
+    /// `retry_at`, then the next caller tries to open a session again.
+    Fallback {
+        retry_at: Instant,
+    },
     Session(Arc<Session>),
 }
 
@@ -95,7 +106,10 @@ impl AuthState {
             .unwrap_or(Resolved::Unresolved);
         match r {
             Resolved::Unresolved => None,
-            Resolved::Basic => Some(Credential::Basic(self.basic.clone())),
+            Resolved::Fallback { retry_at } if Instant::now() >= retry_at => None,
+            Resolved::Basic | Resolved::Fallback { .. } => {
+                Some(Credential::Basic(self.basic.clone()))
+            }
             Resolved::Session(s) => Some(Credential::Token(s)),
         }
     }
@@ -104,6 +118,13 @@ impl AuthState {
         if let Ok(mut g) = self.resolved.lock() {
             *g = r;
         }
+    }
+
+    /// True while basic auth stands in for a session the BMC refused (retry pending or due).
+    pub(crate) fn in_fallback(&self) -> bool {
+        self.resolved
+            .lock()
+            .is_ok_and(|g| matches!(*g, Resolved::Fallback { .. }))
     }
 
     /// Forgets the session if it is still the one that just got a 401 (another caller may already have
@@ -133,7 +154,7 @@ impl AuthState {
     pub(crate) fn resolved_mode(&self) -> Option<AuthMode> {
         match &*self.resolved.lock().ok()? {
             Resolved::Unresolved => None,
-            Resolved::Basic => Some(AuthMode::Basic),
+            Resolved::Basic | Resolved::Fallback { .. } => Some(AuthMode::Basic),
             Resolved::Session(_) => Some(AuthMode::Session),
         }
     }

@@ -16,7 +16,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::auth::{AuthMode, AuthState, Credential, Resolved, Session};
 use crate::endpoint::BmcEndpoint;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, class_of_response, is_busy_message_id};
 use crate::models::{RedfishErrorBody, ServiceRoot};
 use crate::observe::{Observer, RequestEvent, path_template};
 use crate::retry::{Decision, Failure, RetryPolicy, parse_retry_after};
@@ -33,6 +33,10 @@ const MAX_REDIRECTS: u32 = 5;
 pub struct ClientOptions {
     /// How to authenticate (default: session where offered, else basic).
     pub auth: AuthMode,
+    /// In `AuthMode::Auto`, how long basic auth stands in after the BMC refused a session for lack
+    /// of slots (or 503/429), before a session is tried again (default 5 min). Sessions left by
+    /// killed processes free up when the BMC expires them (`SessionTimeout`, often 30 min).
+    pub session_retry_interval: Duration,
     /// Maximum requests in flight to this BMC at once (default 2).
     pub max_in_flight: usize,
     /// Timeout of one HTTP request, from sending to having the whole body (default 30 s).
@@ -62,6 +66,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         Self {
             auth: AuthMode::Auto,
+            session_retry_interval: Duration::from_secs(300),
             max_in_flight: 2,
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
@@ -81,6 +86,7 @@ impl fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientOptions")
             .field("auth", &self.auth)
+            .field("session_retry_interval", &self.session_retry_interval)
             .field("max_in_flight", &self.max_in_flight)
             .field("request_timeout", &self.request_timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -343,6 +349,19 @@ pub(crate) fn error_details(headers: &HeaderMap, body: &[u8]) -> (Option<String>
     (Some(snippet.trim().to_owned()), Vec::new())
 }
 
+/// True when a failed session login says "no session for now" (slots used up, service temporarily
+/// unavailable) rather than "wrong credentials" or "no sessions here": 503, 429, or a 4xx other
+/// than 401/403 whose `MessageId` is `SessionLimitExceeded`, `ServiceTemporarilyUnavailable` or
+/// the like.
+fn session_refused_for_now(status: u16, message_ids: &[String]) -> bool {
+    match status {
+        429 | 503 => true,
+        401 | 403 => false,
+        400..=499 => message_ids.iter().any(|id| is_busy_message_id(id)),
+        _ => false,
+    }
+}
+
 /// Characters that cannot appear raw in a request path (everything else, `%` included, is kept).
 const PATH_ESCAPE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b' ')
@@ -539,7 +558,11 @@ impl Client {
         if let Some(obs) = &inner.opts.observer {
             let status = result.as_ref().ok().map(|r| r.status.as_u16());
             let class = match &result {
-                Ok(r) if r.status.is_client_error() || r.status.is_server_error() => {
+                Ok(r) if r.status.is_client_error() => {
+                    let (_, ids) = error_details(&r.headers, &r.body);
+                    Some(class_of_response(r.status.as_u16(), &ids))
+                }
+                Ok(r) if r.status.is_server_error() => {
                     Some(crate::error::class_of_status(r.status.as_u16()))
                 }
                 Ok(_) => None,
@@ -771,7 +794,11 @@ impl Client {
                         .ok()
                         .and_then(|v| v.get("@odata.id").and_then(|v| v.as_str()).map(path_of))
                 });
-            tracing::debug!(bmc = %self.inner.bmc, session = ?location, "Redfish session opened");
+            if self.inner.auth.in_fallback() {
+                tracing::info!(bmc = %self.inner.bmc, session = ?location, "Redfish session opened again, basic auth no longer needed");
+            } else {
+                tracing::debug!(bmc = %self.inner.bmc, session = ?location, "Redfish session opened");
+            }
             self.inner
                 .auth
                 .set(Resolved::Session(Arc::new(Session { token, location })));
@@ -783,7 +810,26 @@ impl Client {
             return Ok(());
         }
         let pw = creds.password().expose();
-        Err(self.status_error(&Method::POST, &path, &resp).scrub(&[pw]))
+        let err = self.status_error(&Method::POST, &path, &resp).scrub(&[pw]);
+        if auto && session_refused_for_now(resp.status.as_u16(), err.message_ids()) {
+            let retry_in = self.inner.opts.session_retry_interval;
+            if self.inner.auth.in_fallback() {
+                tracing::debug!(bmc = %self.inner.bmc, status = %resp.status, ?retry_in, "BMC still refuses a Redfish session, staying on basic auth");
+            } else {
+                tracing::warn!(
+                    bmc = %self.inner.bmc,
+                    status = %resp.status,
+                    message_ids = ?err.message_ids(),
+                    ?retry_in,
+                    "BMC refused a Redfish session (session limit reached or service unavailable); using basic auth and trying a session again later"
+                );
+            }
+            self.inner.auth.set(Resolved::Fallback {
+                retry_at: Instant::now() + retry_in,
+            });
+            return Ok(());
+        }
+        Err(err)
     }
 
     /// Closes the Redfish session (DELETE on the session resource). Later calls log in again.
@@ -978,6 +1024,32 @@ mod tests {
             "/redfish/v1/Systems?$expand=.($levels=1)"
         );
         assert_eq!(path_of("/a%20b"), "/a%20b");
+    }
+
+    #[test]
+    fn session_refusals_that_allow_basic_auth() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(session_refused_for_now(503, &[]));
+        assert!(session_refused_for_now(429, &[]));
+        assert!(session_refused_for_now(
+            400,
+            &ids(&["Base.1.8.SessionLimitExceeded"])
+        ));
+        assert!(session_refused_for_now(
+            409,
+            &ids(&["Base.1.16.ServiceTemporarilyUnavailable"])
+        ));
+        assert!(!session_refused_for_now(
+            401,
+            &ids(&["Base.1.8.SessionLimitExceeded"])
+        ));
+        assert!(!session_refused_for_now(403, &[]));
+        assert!(!session_refused_for_now(
+            400,
+            &ids(&["Base.1.8.PropertyMissing"])
+        ));
+        assert!(!session_refused_for_now(409, &[]));
+        assert!(!session_refused_for_now(500, &[]));
     }
 
     #[test]

@@ -234,7 +234,7 @@ impl Error {
                 ErrorClass::Unreachable
             }
             ErrorKind::RequestTimeout(_) | ErrorKind::DeadlineExceeded => ErrorClass::Timeout,
-            ErrorKind::Status { status, .. } => class_of_status(*status),
+            ErrorKind::Status { status, .. } => class_of_response(*status, &self.inner.message_ids),
             ErrorKind::BodyTooLarge { .. }
             | ErrorKind::Truncated(_)
             | ErrorKind::InvalidJson(_)
@@ -304,6 +304,36 @@ impl Error {
     }
 }
 
+/// Parts of Redfish `MessageId`s that say "out of sessions / temporarily unavailable, try later"
+/// (`Base.1.x.SessionLimitExceeded`, `Base.1.x.ServiceTemporarilyUnavailable`, iDRAC's `RAC0218`
+/// "maximum number of user sessions is reached", ...), whatever the HTTP status says.
+const BUSY_MESSAGE_IDS: &[&str] = &[
+    "sessionlimitexceeded",
+    "servicetemporarilyunavailable",
+    "toomanysessions",
+    "maximumsessions",
+    "rac0218",
+];
+
+/// True when a `MessageId` says the BMC is out of sessions or temporarily unavailable.
+pub(crate) fn is_busy_message_id(id: &str) -> bool {
+    let id = id.to_ascii_lowercase();
+    BUSY_MESSAGE_IDS.iter().any(|b| id.contains(b))
+}
+
+/// Maps an HTTP error status and the Redfish `MessageId`s of its body to a class: a 4xx that says
+/// "session limit exceeded" (some BMCs answer 400 or 409 to a login when their slots are full) is
+/// `Busy`; 401/403 stay `AuthenticationFailed` whatever the body says.
+pub(crate) fn class_of_response(status: u16, message_ids: &[String]) -> ErrorClass {
+    if (400..500).contains(&status)
+        && !matches!(status, 401 | 403)
+        && message_ids.iter().any(|id| is_busy_message_id(id))
+    {
+        return ErrorClass::Busy;
+    }
+    class_of_status(status)
+}
+
 /// Maps an HTTP error status to its class.
 pub(crate) fn class_of_status(status: u16) -> ErrorClass {
     match status {
@@ -352,6 +382,40 @@ mod tests {
         assert_eq!(class_of_status(409), ErrorClass::Busy);
         assert_eq!(class_of_status(400), ErrorClass::Rejected);
         assert_eq!(class_of_status(412), ErrorClass::Rejected);
+    }
+
+    #[test]
+    fn session_limit_messages_are_busy_except_on_401() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let limit = ids(&["Base.1.8.SessionLimitExceeded", "Base.1.8.GeneralError"]);
+        assert_eq!(class_of_response(400, &limit), ErrorClass::Busy);
+        assert_eq!(class_of_response(409, &limit), ErrorClass::Busy);
+        assert_eq!(
+            class_of_response(400, &ids(&["Base.1.16.ServiceTemporarilyUnavailable"])),
+            ErrorClass::Busy
+        );
+        assert_eq!(
+            class_of_response(400, &ids(&["IDRAC.2.8.RAC0218"])),
+            ErrorClass::Busy
+        );
+        assert_eq!(
+            class_of_response(401, &limit),
+            ErrorClass::AuthenticationFailed
+        );
+        assert_eq!(
+            class_of_response(400, &ids(&["Base.1.8.PropertyMissing"])),
+            ErrorClass::Rejected
+        );
+        assert_eq!(class_of_response(404, &[]), ErrorClass::NotSupported);
+        let e = Error::new(
+            "b",
+            ErrorKind::Status {
+                status: 400,
+                retry_after: None,
+            },
+        )
+        .with_redfish(None, limit);
+        assert_eq!(e.class(), ErrorClass::Busy);
     }
 
     #[test]

@@ -15,9 +15,9 @@ use metal_bmc_sim::{
 };
 use redfish::models::{AttributeValue, BootSource, IndicatorLed, PowerState, ResetType, TaskState};
 use redfish::{
-    AccountUpdate, BmcEndpoint, BootOverride, Client, ClientOptions, Credentials, ErrorClass,
-    EventSubscriptionRequest, InsertMedia, MediaOutcome, NewAccount, PowerOutcome, RetryPolicy,
-    Secret, SimpleUpdateRequest,
+    AccountUpdate, AuthMode, BmcEndpoint, BootOverride, Client, ClientOptions, Credentials,
+    ErrorClass, EventSubscriptionRequest, InsertMedia, MediaOutcome, NewAccount, PowerOutcome,
+    RetryPolicy, Secret, SimpleUpdateRequest,
 };
 
 const PASSWORD: &str = "sim-Passw0rd";
@@ -425,12 +425,22 @@ async fn simulator_faults_map_to_error_classes() {
     for t in calls {
         t.await.unwrap().unwrap();
     }
-    // A second client cannot log in while the first holds the only session: Busy, not a crash.
-    let other = client(&bmc, opts());
+    // A second client cannot log in while the first holds the only session: in Session mode that
+    // is Busy, not a crash; in Auto mode (the default) it works with basic auth.
+    let other = client(
+        &bmc,
+        ClientOptions {
+            auth: AuthMode::Session,
+            ..opts()
+        },
+    );
     assert_eq!(
         other.system(&sys).await.unwrap_err().class(),
         ErrorClass::Busy
     );
+    let auto = client(&bmc, opts());
+    auto.system(&sys).await.unwrap();
+    assert_eq!(auto.auth_in_use(), Some(AuthMode::Basic));
     fresh.logout().await.unwrap();
 
     sim.set_knobs(
@@ -492,5 +502,77 @@ async fn simulator_faults_map_to_error_classes() {
     );
     sim.set_knobs(0, knobs()).unwrap();
     assert!(c.system(&sys).await.is_ok());
+    sim.shutdown().await;
+}
+
+/// Sessions left behind by killed processes fill the BMC: a new client still works (basic auth),
+/// and is back on a session once the BMC has freed slots and the retry interval has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_limit_reached_by_leftover_sessions() {
+    const LIMIT: usize = 3;
+    let mut g = group(TemplateSource::default());
+    g.knobs.session_limit = LIMIT;
+    let sim = start("127.77.4.1", vec![g]).await;
+    let bmc = sim.bmcs()[0].clone();
+    let sys = bmc.systems[0].path.clone();
+    let sessions = "/redfish/v1/SessionService/Sessions";
+
+    // Earlier incarnations of a controller logged in and were SIGKILLed: nobody logs them out.
+    let admin = client(
+        &bmc,
+        ClientOptions {
+            auth: AuthMode::Basic,
+            ..opts()
+        },
+    );
+    let login = serde_json::json!({"UserName": bmc.username, "Password": bmc.password});
+    for _ in 0..LIMIT {
+        assert_eq!(admin.post(sessions, &login).await.unwrap().status, 201);
+    }
+    let r = admin.post(sessions, &login).await.unwrap_err();
+    assert_eq!((r.status(), r.class()), (Some(503), ErrorClass::Busy));
+
+    // The new process: every call works, with basic auth.
+    let retry = Duration::from_secs(1);
+    let c = client(
+        &bmc,
+        ClientOptions {
+            session_retry_interval: retry,
+            ..opts()
+        },
+    );
+    let before = sim.request_counts(0).unwrap();
+    assert!(c.system(&sys).await.unwrap().power_state.is_some());
+    c.set_indicator_led(&sys, IndicatorLed::Blinking)
+        .await
+        .unwrap();
+    c.inventory(&sys).await.unwrap();
+    assert_eq!(c.auth_in_use(), Some(AuthMode::Basic));
+    let after = sim.request_counts(0).unwrap();
+    assert_eq!(
+        after.get("POST", sessions) - before.get("POST", sessions),
+        1,
+        "one login attempt, then basic auth until the retry interval"
+    );
+
+    // The BMC frees the slots (expired or deleted).
+    let list: serde_json::Value = admin.get(sessions).await.unwrap();
+    let members = list["Members"].as_array().unwrap().clone();
+    assert_eq!(members.len(), LIMIT);
+    for m in members {
+        admin
+            .delete(m["@odata.id"].as_str().unwrap())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(retry + Duration::from_millis(100)).await;
+    c.system(&sys).await.unwrap();
+    c.system(&sys).await.unwrap();
+    assert_eq!(c.auth_in_use(), Some(AuthMode::Session));
+    let list: serde_json::Value = admin.get(sessions).await.unwrap();
+    assert_eq!(list["Members@odata.count"], 1, "the client's own session");
+    c.logout().await.unwrap();
+    let list: serde_json::Value = admin.get(sessions).await.unwrap();
+    assert_eq!(list["Members@odata.count"], 0);
     sim.shutdown().await;
 }

@@ -28,9 +28,10 @@ pub const CONTROLLERS: &[&str] = &["discovery", "reservation", "provisioning"];
 /// every binary of the workspace).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    // Test binaries live in target/<profile>/deps, tools such as xtask in target/<profile>.
+    // Test binaries live in target/<profile>/deps, examples in target/<profile>/examples, tools
+    // such as xtask in target/<profile>.
     let dir = exe.parent().expect("exe directory");
-    let dir = if dir.ends_with("deps") {
+    let dir = if dir.ends_with("deps") || dir.ends_with("examples") {
         dir.parent().expect("target/<profile>")
     } else {
         dir

@@ -236,3 +236,204 @@ fn credentials_never_reach_logs_debug_or_errors() {
         assert!(!t.contains("tok-"), "session token leaked into: {t}");
     }
 }
+
+/// Options whose session retry after a refused login comes quickly.
+fn quick_session_retry(auth: AuthMode) -> ClientOptions {
+    ClientOptions {
+        auth,
+        session_retry_interval: Duration::from_millis(400),
+        ..fast()
+    }
+}
+
+fn systems_auth(s: &TreeServer) -> Vec<&'static str> {
+    s.log()
+        .iter()
+        .filter(|l| l.path.starts_with("/redfish/v1/Systems"))
+        .map(|l| l.auth)
+        .collect()
+}
+
+#[tokio::test]
+async fn session_limit_falls_back_to_basic_then_back_to_a_session() {
+    // A BMC whose session slots are all taken (killed controllers' sessions linger): 503.
+    let s = TreeServer::start(
+        tree(DELL),
+        ServerOptions {
+            auth: AuthConfig {
+                max_sessions: Some(0),
+                ..AuthConfig::default()
+            },
+            ..ServerOptions::default()
+        },
+    );
+    let c = client(&s, quick_session_retry(AuthMode::Auto));
+    assert_eq!(c.systems().await.unwrap().len(), 1);
+    c.system(DELL_SYS).await.unwrap();
+    assert_eq!(c.auth_in_use(), Some(AuthMode::Basic));
+    assert_eq!(s.sessions_created(), 0);
+    assert_eq!(systems_auth(&s), ["basic", "basic"]);
+    assert_eq!(
+        s.requests(&Method::POST, SESSIONS).len(),
+        1,
+        "no new login attempt before the retry interval"
+    );
+
+    // Still full when the interval has passed: one more attempt, then basic again.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    c.system(DELL_SYS).await.unwrap();
+    assert_eq!(s.requests(&Method::POST, SESSIONS).len(), 2);
+    assert_eq!(c.auth_in_use(), Some(AuthMode::Basic));
+
+    // Slots freed: after the interval the client is back on a session.
+    s.with_options(|o| o.auth.max_sessions = None);
+    c.system(DELL_SYS).await.unwrap();
+    assert_eq!(s.sessions_created(), 0, "not before the interval");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    c.system(DELL_SYS).await.unwrap();
+    c.systems().await.unwrap();
+    assert_eq!(s.sessions_created(), 1);
+    assert_eq!(c.auth_in_use(), Some(AuthMode::Session));
+    assert_eq!(
+        systems_auth(&s).last().copied(),
+        Some("token"),
+        "{:?}",
+        systems_auth(&s)
+    );
+    c.logout().await.unwrap();
+    assert_eq!(s.open_sessions(), 0);
+}
+
+#[tokio::test]
+async fn busy_session_logins_fall_back_in_auto_and_fail_busy_in_session_mode() {
+    let limit_body = |status: u16| {
+        format!(
+            r#"{{"error":{{"code":"Base.1.8.GeneralError","message":"x","@Message.ExtendedInfo":[{{"MessageId":"Base.1.8.SessionLimitExceeded","Message":"The session establishment failed due to the number of simultaneous sessions exceeding the limit of the implementation ({status})."}}]}}}}"#
+        )
+    };
+    let cases = [
+        (400, Some(limit_body(400))),
+        (409, Some(limit_body(409))),
+        (429, None),
+        (503, None),
+    ];
+    for (status, body) in cases {
+        let s = serve(DELL);
+        s.fault_method(
+            Method::POST,
+            SESSIONS,
+            FaultKind::Status {
+                status,
+                retry_after: None,
+                body: body.clone(),
+            },
+            None,
+        );
+        let c = client(&s, quick_session_retry(AuthMode::Auto));
+        c.system(DELL_SYS).await.unwrap();
+        assert_eq!(c.auth_in_use(), Some(AuthMode::Basic), "{status}");
+        assert_eq!(systems_auth(&s), ["basic"], "{status}");
+
+        let c = client(&s, quick_session_retry(AuthMode::Session));
+        let e = c.system(DELL_SYS).await.unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Busy, "{status}: {e}");
+        assert_eq!(e.status(), Some(status));
+        assert_eq!(systems_auth(&s), ["basic"], "no basic auth in Session mode");
+    }
+}
+
+#[tokio::test]
+async fn rejected_or_unauthorized_logins_do_not_fall_back() {
+    // Wrong password: 401 on the login, AuthenticationFailed, basic auth never tried.
+    let s = serve(DELL);
+    let bad = Client::new(
+        BmcEndpoint::parse(&s.url()).unwrap(),
+        Credentials::new("admin", "Wr0ng-Secret-Value"),
+        quick_session_retry(AuthMode::Auto),
+    )
+    .unwrap();
+    let e = bad.systems().await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::AuthenticationFailed, "{e}");
+    assert_eq!(bad.auth_in_use(), None);
+    assert!(systems_auth(&s).is_empty(), "{:?}", s.log());
+
+    // A 401 stays AuthenticationFailed even when its body talks about sessions.
+    let limit401 = r#"{"error":{"code":"Base.1.8.SessionLimitExceeded","message":"x","@Message.ExtendedInfo":[{"MessageId":"Base.1.8.SessionLimitExceeded"}]}}"#;
+    let s = serve(DELL);
+    s.fault_method(
+        Method::POST,
+        SESSIONS,
+        FaultKind::Status {
+            status: 401,
+            retry_after: None,
+            body: Some(limit401.into()),
+        },
+        None,
+    );
+    let c = client(&s, quick_session_retry(AuthMode::Auto));
+    let e = c.systems().await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::AuthenticationFailed, "{e}");
+    assert!(systems_auth(&s).is_empty());
+
+    // Any other 4xx is a real rejection.
+    let s = serve(DELL);
+    s.fault_method(
+        Method::POST,
+        SESSIONS,
+        FaultKind::Status {
+            status: 400,
+            retry_after: None,
+            body: Some(r#"{"error":{"code":"Base.1.8.GeneralError","message":"x","@Message.ExtendedInfo":[{"MessageId":"Base.1.8.PropertyMissing"}]}}"#.into()),
+        },
+        None,
+    );
+    let c = client(&s, quick_session_retry(AuthMode::Auto));
+    let e = c.systems().await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Rejected, "{e}");
+    assert!(systems_auth(&s).is_empty());
+}
+
+#[test]
+fn session_fallback_warns_once_without_credentials() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = TreeServer::start(
+            tree(DELL),
+            ServerOptions {
+                auth: AuthConfig {
+                    max_sessions: Some(0),
+                    ..AuthConfig::default()
+                },
+                ..ServerOptions::default()
+            },
+        );
+        let c = client(&s, quick_session_retry(AuthMode::Auto));
+        for _ in 0..2 {
+            c.systems().await.unwrap();
+            c.system(DELL_SYS).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(450)).await;
+        }
+        c.systems().await.unwrap();
+        assert_eq!(s.requests(&Method::POST, SESSIONS).len(), 3);
+    });
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let warns: Vec<&str> = logs.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warns.len(), 1, "{logs}");
+    assert!(warns[0].contains("using basic auth"), "{}", warns[0]);
+    assert!(warns[0].contains("SessionLimitExceeded"), "{}", warns[0]);
+    assert!(
+        !logs.contains(TEST_PASSWORD),
+        "password leaked into: {logs}"
+    );
+}
