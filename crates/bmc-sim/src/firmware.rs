@@ -5,7 +5,8 @@
 //! 1. `GET <boot_server>/boot.ipxe` and follow its `chain` (with `${net0/mac}` = the first NIC's
 //!    MAC and `${uuid}` = the system UUID) to the server's own script;
 //! 2. run the script far enough to know what it boots (`set`, `kernel`, `initrd`, `boot`, `chain`,
-//!    `exit`; `${var}` expansion) — artifacts are not downloaded;
+//!    `goto`, `sleep`, labels, `exit`; `${var}` expansion; a failed `chain ... || goto label`
+//!    goes on at the label, so retry loops work) — artifacts are not downloaded;
 //! 3. `GET` the `ignition.config.url` from the kernel command line;
 //! 4. when the command line carries `metal.registry=<url>`, or the ignition starts a `metal-probe`
 //!    systemd unit (the discovery image, as the booted OS would run it), play the in-band probe: build a report from the system's hardware as its Redfish tree shows it (its
@@ -34,6 +35,10 @@ use crate::boot::{BootEvent, BootHook, Fetch, NetbootRecord};
 const KEEP: usize = 32;
 /// Largest script / ignition accepted.
 const BODY_LIMIT: usize = 1024 * 1024;
+/// Most script fetches of one boot (chains and retries), like a firmware that gives up.
+const MAX_FETCHES: usize = 32;
+/// Longest `sleep` honoured between two fetches.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 /// Records per (BMC index, system id).
 type Records = HashMap<(usize, String), Vec<NetbootRecord>>;
@@ -107,30 +112,48 @@ impl NetbootFirmware {
             vars.insert("uuid".into(), u.to_lowercase());
         }
         let mut url = format!("{}/boot.ipxe", server.trim_end_matches('/'));
-        // Follow chains (at most 4), like iPXE does.
+        // The script that chained to `url` and its failure label, to go on with when the fetch
+        // fails (`chain ... || goto retry`).
+        let mut caller: Option<(String, String)> = None;
         let mut outcome = None;
-        for _ in 0..4 {
+        for _ in 0..MAX_FETCHES {
             let (fetch, body) = get(&url).await;
             let ok = fetch.status == 200;
             rec.fetches.push(fetch);
             self.store(&key, index, &rec);
-            if !ok {
+            let step = if ok {
+                let text = String::from_utf8_lossy(&body).into_owned();
+                let step = interpret(&text, &mut vars);
+                (text, step)
+            } else if let Some((text, label)) = caller.take() {
+                let step = interpret_from(&text, Some(&label), &mut vars);
+                (text, step)
+            } else {
                 rec.error = Some(format!("no boot script at {url}"));
                 break;
-            }
-            let text = String::from_utf8_lossy(&body).into_owned();
-            match interpret(&text, &mut vars) {
-                Ok(Script::Chain(next)) => url = resolve(&url, &next),
-                Ok(Script::Boot(b)) => {
+            };
+            match step {
+                (text, Ok(Script::Chain(chain))) => {
+                    if !chain.slept.is_zero() {
+                        tokio::time::sleep(chain.slept.min(MAX_SLEEP)).await;
+                    }
+                    url = resolve(&url, &chain.url);
+                    caller = chain.on_failure.map(|label| (text, label));
+                }
+                (text, Ok(Script::Boot(b))) => {
                     rec.script = Some(text);
                     outcome = Some(b);
                     break;
                 }
-                Ok(Script::Exit) => {
-                    rec.error = Some("the script exits to the next boot device".into());
+                (_, Ok(Script::Exit)) => {
+                    rec.error = Some(if ok {
+                        "the script exits to the next boot device".into()
+                    } else {
+                        format!("no boot script at {url}; the script gave up and exits")
+                    });
                     break;
                 }
-                Err(e) => {
+                (_, Err(e)) => {
                     rec.error = Some(e);
                     break;
                 }
@@ -254,12 +277,27 @@ pub struct Boot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Script {
     /// `chain <url>`: fetch and run that next.
-    Chain(String),
+    Chain(Chain),
     /// `kernel` + `boot`.
     Boot(Boot),
     /// `exit` (or the end without booting): next boot device.
     Exit,
 }
+
+/// A `chain` to follow, and where the calling script goes on when it fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// The URL to fetch (variables expanded).
+    pub url: String,
+    /// `chain ... || goto <label>`: the label the script resumes at when the fetch fails
+    /// (`None`: a failed chain ends the boot).
+    pub on_failure: Option<String>,
+    /// Total `sleep` seconds the script ran before reaching the `chain`.
+    pub slept: Duration,
+}
+
+/// Most lines one interpretation runs (a script that loops without fetching is cut off).
+const MAX_STEPS: usize = 10_000;
 
 fn expand(s: &str, vars: &HashMap<String, String>) -> String {
     let mut out = String::new();
@@ -284,36 +322,72 @@ fn expand(s: &str, vars: &HashMap<String, String>) -> String {
     out
 }
 
-/// Runs an iPXE script far enough to know what it boots (pure).
+/// The command and arguments of one statement, options dropped (`--name x` / `-n x` /
+/// `--timeout x` take a value).
+fn words(statement: &str) -> (&str, Vec<&str>) {
+    let mut words = statement.split_whitespace();
+    let cmd = words.next().unwrap_or_default();
+    let mut args: Vec<&str> = Vec::new();
+    let mut skip_value = false;
+    for w in words {
+        if skip_value {
+            skip_value = false;
+        } else if !args.is_empty() {
+            args.push(w);
+        } else if let Some(opt) = w.strip_prefix("--").or_else(|| w.strip_prefix('-')) {
+            skip_value = !opt.contains('=') && matches!(opt, "name" | "n" | "timeout" | "t");
+        } else {
+            args.push(w);
+        }
+    }
+    (cmd, args)
+}
+
+/// Runs an iPXE script from its start far enough to know what it boots (pure).
 pub fn interpret(script: &str, vars: &mut HashMap<String, String>) -> Result<Script, String> {
+    interpret_from(script, None, vars)
+}
+
+/// Runs an iPXE script from `label` (its start when `None`) far enough to know what it boots:
+/// `set`, `chain`, `kernel`, `initrd`, `boot`, `goto`, `sleep`, labels, `exit` / `reboot`, and
+/// `cmd || goto label` failure branches of `chain` (pure; `sleep`s are added up, not slept).
+pub fn interpret_from(
+    script: &str,
+    label: Option<&str>,
+    vars: &mut HashMap<String, String>,
+) -> Result<Script, String> {
     let mut lines = script.lines();
     match lines.next().map(str::trim) {
         Some(l) if l.starts_with("#!ipxe") => {}
         _ => return Err("not an iPXE script (no #!ipxe line)".into()),
     }
+    let lines: Vec<&str> = lines.map(str::trim).collect();
+    let target = |name: &str| {
+        lines
+            .iter()
+            .position(|l| l.strip_prefix(':').map(str::trim) == Some(name))
+            .ok_or_else(|| format!("goto {name}: no such label"))
+    };
+    let mut pc = match label {
+        Some(l) => target(l)? + 1,
+        None => 0,
+    };
     let mut kernel: Option<(String, String)> = None;
     let mut initrd = None;
-    for line in lines {
-        let line = line.split("||").next().unwrap_or("").trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(':') {
+    let mut slept = Duration::ZERO;
+    for _ in 0..MAX_STEPS {
+        let Some(line) = lines.get(pc) else {
+            return Ok(Script::Exit);
+        };
+        pc += 1;
+        let (statement, on_failure) = match line.split_once("||") {
+            Some((s, f)) => (s.trim(), f.trim()),
+            None => (*line, ""),
+        };
+        if statement.is_empty() || statement.starts_with('#') || statement.starts_with(':') {
             continue;
         }
-        let mut words = line.split_whitespace();
-        let cmd = words.next().unwrap_or_default();
-        // Drop options; `--name x` / `-n x` / `--timeout x` take a value.
-        let mut args: Vec<&str> = Vec::new();
-        let mut skip_value = false;
-        for w in words {
-            if skip_value {
-                skip_value = false;
-            } else if !args.is_empty() {
-                args.push(w);
-            } else if let Some(opt) = w.strip_prefix("--").or_else(|| w.strip_prefix('-')) {
-                skip_value = !opt.contains('=') && matches!(opt, "name" | "n" | "timeout" | "t");
-            } else {
-                args.push(w);
-            }
-        }
+        let (cmd, args) = words(statement);
         match cmd {
             "set" => {
                 if let Some((k, v)) = args.split_first() {
@@ -323,7 +397,15 @@ pub fn interpret(script: &str, vars: &mut HashMap<String, String>) -> Result<Scr
             }
             "chain" | "imgexec" => {
                 let url = args.first().ok_or("chain without URL")?;
-                return Ok(Script::Chain(expand(url, vars)));
+                let (fcmd, fargs) = words(on_failure);
+                let on_failure = (fcmd == "goto")
+                    .then(|| fargs.first().map(|l| l.to_string()))
+                    .flatten();
+                return Ok(Script::Chain(Chain {
+                    url: expand(url, vars),
+                    on_failure,
+                    slept,
+                }));
             }
             "kernel" | "imgselect" => {
                 let (url, rest) = args.split_first().ok_or("kernel without URL")?;
@@ -340,11 +422,24 @@ pub fn interpret(script: &str, vars: &mut HashMap<String, String>) -> Result<Scr
                     cmdline,
                 }));
             }
-            "exit" | "goto" | "reboot" | "shell" => return Ok(Script::Exit),
+            "sleep" => {
+                let secs = args
+                    .first()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0);
+                slept += Duration::from_secs(secs);
+            }
+            "goto" => {
+                let name = args.first().ok_or("goto without label")?;
+                pc = target(name)? + 1;
+            }
+            "exit" | "reboot" | "shell" | "poweroff" => return Ok(Script::Exit),
             _ => {}
         }
     }
-    Ok(Script::Exit)
+    Err(format!(
+        "the script runs more than {MAX_STEPS} lines without booting"
+    ))
 }
 
 /// `key=value` words of a kernel command line (pure).
@@ -529,10 +624,41 @@ mod tests {
         let s = "#!ipxe\nchain http://b:8082/ipxe?mac=${net0/mac}&uuid=${uuid} || goto none\n:none\nexit\n";
         assert_eq!(
             interpret(s, &mut vars()),
-            Ok(Script::Chain(
-                "http://b:8082/ipxe?mac=aa:bb:cc:00:00:01&uuid=u-1".into()
-            ))
+            Ok(Script::Chain(Chain {
+                url: "http://b:8082/ipxe?mac=aa:bb:cc:00:00:01&uuid=u-1".into(),
+                on_failure: Some("none".into()),
+                slept: Duration::ZERO,
+            }))
         );
+        assert_eq!(
+            interpret_from(s, Some("none"), &mut vars()),
+            Ok(Script::Exit)
+        );
+    }
+
+    #[test]
+    fn failure_branches_retry_with_sleeps_then_give_up() {
+        let s = "#!ipxe\nchain http://b/x || goto r1\n:r1\necho again\nsleep 3\n\
+                 chain http://b/x || goto r2\n:r2\nsleep 3\ngoto none\n:none\nexit\n";
+        let Ok(Script::Chain(first)) = interpret(s, &mut vars()) else {
+            panic!("no chain")
+        };
+        assert_eq!(first.on_failure.as_deref(), Some("r1"));
+        let Ok(Script::Chain(second)) = interpret_from(s, Some("r1"), &mut vars()) else {
+            panic!("no retry")
+        };
+        assert_eq!(
+            (
+                second.url.as_str(),
+                second.on_failure.as_deref(),
+                second.slept
+            ),
+            ("http://b/x", Some("r2"), Duration::from_secs(3))
+        );
+        assert_eq!(interpret_from(s, Some("r2"), &mut vars()), Ok(Script::Exit));
+        assert!(interpret_from(s, Some("nowhere"), &mut vars()).is_err());
+        let looping = "#!ipxe\n:top\ngoto top\n";
+        assert!(interpret(looping, &mut vars()).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! | endpoint | answers |
 //! |---|---|
-//! | `GET /boot.ipxe` | chain-loader: `chain <url>/ipxe?mac=${net0/mac}&uuid=${uuid}` (same for everyone) |
+//! | `GET /boot.ipxe` | chain-loader: `chain <url>/ipxe?mac=${net0/mac}&uuid=${uuid}`, retried a few times (same for everyone) |
 //! | `GET /ipxe?mac=<mac>&uuid=<uuid>`, `GET /ipxe/<uuid>` | the server's iPXE script |
 //! | `GET /ignition/<uuid>[?mac=<mac>]` | the `ignition` key of the configuration's `ignitionSecretRef` |
 //! | `GET /uefi/<uuid>`, `GET /uefi?mac=<mac>&uuid=<uuid>` | `302` to the EFI image for UEFI HTTP boot (the image's UKI, else its EFI-stub kernel) |

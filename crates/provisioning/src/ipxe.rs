@@ -120,18 +120,38 @@ pub fn render_server_script(spec: &ScriptSpec) -> Result<String, RenderError> {
     Ok(s)
 }
 
+/// Attempts of the chain-loader to get a machine's script before it gives up.
+pub const CHAIN_ATTEMPTS: u32 = 6;
+/// Seconds between two attempts.
+pub const CHAIN_RETRY_SECS: u32 = 5;
+
 /// Renders the chain-loader: it asks the boot server for this machine's script, identified by
-/// its first NIC's MAC and its SMBIOS UUID, and falls back to the next boot device when there is
-/// none.
+/// its first NIC's MAC and its SMBIOS UUID, retrying for a while (a configuration that has just
+/// become Ready may reach this replica's cache a moment after the BMC was told to boot), and
+/// falls back to the next boot device when there is none.
 pub fn render_chain_script(boot_server_url: &str) -> String {
     let base = boot_server_url.trim_end_matches('/');
-    format!(
-        "#!ipxe\n\
-         chain {base}/ipxe?mac=${{net0/mac}}&uuid=${{uuid}} || goto none\n\
-         :none\n\
+    let chain = format!("chain {base}/ipxe?mac=${{net0/mac}}&uuid=${{uuid}}");
+    let mut s = format!("#!ipxe\n{chain} || goto retry1\n");
+    for attempt in 1..CHAIN_ATTEMPTS {
+        let next = if attempt + 1 < CHAIN_ATTEMPTS {
+            format!("retry{}", attempt + 1)
+        } else {
+            "none".to_string()
+        };
+        s.push_str(&format!(
+            ":retry{attempt}\n\
+             echo metal-provisioning: no boot configuration yet, retrying in {CHAIN_RETRY_SECS} s\n\
+             sleep {CHAIN_RETRY_SECS}\n\
+             {chain} || goto {next}\n"
+        ));
+    }
+    s.push_str(
+        ":none\n\
          echo metal-provisioning: no boot configuration for this machine\n\
-         exit\n"
-    )
+         exit\n",
+    );
+    s
 }
 
 #[cfg(test)]
@@ -189,9 +209,16 @@ mod tests {
     #[test]
     fn chain_script_passes_mac_and_uuid() {
         let s = render_chain_script("http://10.0.0.1:8082/");
-        assert!(
-            s.contains("chain http://10.0.0.1:8082/ipxe?mac=${net0/mac}&uuid=${uuid} || goto none")
+        let chain = "chain http://10.0.0.1:8082/ipxe?mac=${net0/mac}&uuid=${uuid} || goto";
+        assert_eq!(s.matches(chain).count(), CHAIN_ATTEMPTS as usize);
+        assert!(s.contains(&format!("{chain} retry1\n")));
+        assert!(s.contains(&format!("{chain} none\n")));
+        assert_eq!(
+            s.matches(&format!("sleep {CHAIN_RETRY_SECS}\n")).count(),
+            CHAIN_ATTEMPTS as usize - 1
         );
-        assert!(s.trim_end().ends_with("exit"));
+        assert!(s.trim_end().ends_with(
+            ":none\necho metal-provisioning: no boot configuration for this machine\nexit"
+        ));
     }
 }

@@ -211,8 +211,27 @@ async fn inband_discovery_boot_posts_a_probe_report_with_the_token() {
     cfg.boot_listen = Listen::Bound(listener);
     let ctl = h.start(cfg).await;
 
-    // Play discovery: Server in Discovery, the token Secret with the ignition, the internal SBC.
+    // Play discovery: Server in Discovery, PXE once and power on — here before the boot server
+    // knows the configuration (as when the SBC's Ready reaches discovery before this replica's
+    // cache): the chain-loader retries until it does.
     h.set_state(&s.name, "Discovery").await;
+    let rf = h.redfish(&s);
+    let path = h.system_path(&s);
+    rf.set_boot_override(
+        &path,
+        redfish::models::BootSource::Pxe,
+        redfish::BootOverride::Once,
+    )
+    .await
+    .unwrap();
+    rf.power(&path, redfish::PowerAction::On).await.unwrap();
+    eventually(T, "a first script request answered 404", || async {
+        let rec = h.system(&s).netboot.pop()?;
+        (rec.fetches.get(1)?.status == 404).then_some(())
+    })
+    .await;
+
+    // Then the token Secret with the ignition, and the internal SBC.
     let ignition = json!({
         "ignition": { "version": "3.4.0" },
         "storage": { "files": [{ "path": "/etc/metal/probe-token", "mode": 384,
@@ -241,23 +260,12 @@ async fn inband_discovery_boot_posts_a_probe_report_with_the_token() {
         .create(&PostParams::default(), &sbc)
         .await
         .unwrap();
-    // provisioning points the server at it ...
+    // provisioning points the server at it.
     eventually(T, "bootConfigurationRef → internal SBC", || async {
         let r = h.server(&s.name).await.spec.boot_configuration_ref?;
         (r.name == s.name && r.namespace == h.ns).then_some(())
     })
     .await;
-    // ... and discovery (here: the test) sets PXE once and powers on.
-    let rf = h.redfish(&s);
-    let path = h.system_path(&s);
-    rf.set_boot_override(
-        &path,
-        redfish::models::BootSource::Pxe,
-        redfish::BootOverride::Once,
-    )
-    .await
-    .unwrap();
-    rf.power(&path, redfish::PowerAction::On).await.unwrap();
 
     let report = eventually(T, "probe report in the registry", || async {
         registry.reports.lock().unwrap().first().cloned()
@@ -290,6 +298,21 @@ async fn inband_discovery_boot_posts_a_probe_report_with_the_token() {
         json!("sim-leaf-31-61")
     );
     let rec = h.system(&s).netboot.pop().unwrap();
+    let script_statuses: Vec<u16> = rec
+        .fetches
+        .iter()
+        .filter(|f| f.url.contains("/ipxe?"))
+        .map(|f| f.status)
+        .collect();
+    assert_eq!(script_statuses.first(), Some(&404), "{:#?}", rec.fetches);
+    assert_eq!(script_statuses.last(), Some(&200), "{:#?}", rec.fetches);
+    assert!(
+        rec.fetches.iter().all(|f| f.url.contains("/boot.ipxe")
+            || f.url.contains("/ipxe?")
+            || f.url.contains("/ignition/")),
+        "the chain-loader is fetched once, then only this server's script and ignition: {:#?}",
+        rec.fetches
+    );
     assert_eq!(
         rec.probe.as_deref(),
         Some(format!("posted to {}", registry.url).as_str())
