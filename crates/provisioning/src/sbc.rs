@@ -63,6 +63,13 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: NsKey) {
         return;
     };
     let memo_key = format!("sbc:{ns}/{name}");
+    if !in_shard(&ctx, &sbc) {
+        // Another instance (another shard's selector) owns this server and writes this status;
+        // a server that joins this shard later requeues its configurations.
+        ctx.forget(&memo_key);
+        timer.success();
+        return;
+    }
     let verdict = evaluate(&ctx, &sbc).await;
     let result = write(&ctx, &sbc, &verdict).await;
     let failures = ctx.memo(&memo_key, |m| {
@@ -88,6 +95,21 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: NsKey) {
             timer.failure("KubernetesError");
         }
     }
+}
+
+/// Whether this instance handles the configuration: always without `--server-selector`; with
+/// one, only when the configuration's server is among the selected (watched) Servers, so that
+/// instances with different selectors never fight over one status.
+fn in_shard(ctx: &Ctx, sbc: &ServerBootConfiguration) -> bool {
+    ctx.config
+        .server_selector
+        .as_deref()
+        .is_none_or(str::is_empty)
+        || ctx
+            .stores
+            .servers
+            .get(&ObjectRef::new(&sbc.spec.server_ref.name))
+            .is_some()
 }
 
 async fn write(ctx: &Ctx, sbc: &ServerBootConfiguration, v: &Verdict) -> Result<(), kube::Error> {

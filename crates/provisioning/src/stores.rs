@@ -157,6 +157,7 @@ pub fn start(
         ready,
     };
     let mut server_cfg = watcher::Config::default().any_semantic();
+    let sharded = server_selector.is_some_and(|s| !s.is_empty());
     if let Some(sel) = server_selector.filter(|s| !s.is_empty()) {
         server_cfg = server_cfg.labels(sel);
     }
@@ -180,7 +181,9 @@ pub fn start(
 
     {
         let index = Arc::clone(&stores.index);
+        let by_server = Arc::clone(&stores.sbc_by_server);
         let q = queues.servers.clone();
+        let sbc_q = queues.sbcs.clone();
         let stream = watch(Api::<Server>::all(client.clone()), server_cfg, server_w);
         tasks.push(tokio::spawn(pump(
             stream,
@@ -188,8 +191,17 @@ pub fn start(
             "Server",
             move |ev| {
                 index.apply(ev);
+                let map = by_server.read().unwrap_or_else(|e| e.into_inner());
                 for s in ev.objects() {
-                    q.add(s.name_any());
+                    let name = s.name_any();
+                    // Sharded: a server entering this shard makes this instance the writer of
+                    // its configurations' status.
+                    if sharded {
+                        for key in map.get(&name).into_iter().flatten() {
+                            sbc_q.add(key.clone());
+                        }
+                    }
+                    q.add(name);
                 }
             },
         )));

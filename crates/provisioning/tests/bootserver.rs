@@ -320,3 +320,38 @@ async fn boot_configuration_waits_for_its_ignition_secret() {
     ctl.shutdown().await;
     h.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_shard_that_holds_the_server_writes_its_boot_configuration() {
+    let h = Harness::new("prov-shard", Options::new("127.31.14.1", 1)).await;
+    let a = h.servers[0].clone();
+    // An instance for another shard (its selector matches none of this harness's servers).
+    let mut other = h.config();
+    other.server_selector = Some(format!("{}=another-rack", common::SHARD_LABEL));
+    let other = h.start(other).await;
+    h.bind(&a, "sh", "On", network_boot(Some("sh-ign"))).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sbc_state(&h, "sh").await,
+        None,
+        "the other shard's instance leaves the configuration alone"
+    );
+    // The owning shard's instance writes it.
+    let ctl = h.start(h.config()).await;
+    let (_, reason, _) = eventually(T, "SBC Pending", || async {
+        sbc_state(&h, "sh").await.filter(|s| s.0 == "Pending")
+    })
+    .await;
+    assert_eq!(reason, "IgnitionSecretMissing");
+    h.ignition_secret("sh-ign", "{}").await;
+    eventually(T, "SBC Ready", || async {
+        sbc_state(&h, "sh").await.filter(|s| s.0 == "Ready")
+    })
+    .await;
+    ctl.shutdown().await;
+    // Still Ready with only the other shard's instance left.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sbc_state(&h, "sh").await.map(|s| s.0), Some("Ready".into()));
+    other.shutdown().await;
+    h.sim.shutdown().await;
+}
