@@ -7,7 +7,8 @@
 //! 2. run the script far enough to know what it boots (`set`, `kernel`, `initrd`, `boot`, `chain`,
 //!    `goto`, `sleep`, labels, `exit`; `${var}` expansion; a failed `chain ... || goto label`
 //!    goes on at the label, so retry loops work) — artifacts are not downloaded;
-//! 3. `GET` the `ignition.config.url` from the kernel command line;
+//! 3. `GET` the `ignition.config.url` from the kernel command line (retried a few times, as
+//!    Ignition does);
 //! 4. when the command line carries `metal.registry=<url>`, or the ignition starts a `metal-probe`
 //!    systemd unit (the discovery image, as the booted OS would run it), play the in-band probe: build a report from the system's hardware as its Redfish tree shows it (its
 //!    NICs and MACs, link up, an address, an LLDP neighbour) with the `metal_probe` library and post
@@ -37,6 +38,10 @@ const KEEP: usize = 32;
 const BODY_LIMIT: usize = 1024 * 1024;
 /// Most script fetches of one boot (chains and retries), like a firmware that gives up.
 const MAX_FETCHES: usize = 32;
+/// Attempts of the booted OS (Ignition) to fetch its config.
+const IGNITION_ATTEMPTS: u32 = 5;
+/// Pause between two of them.
+const IGNITION_RETRY: Duration = Duration::from_secs(2);
 /// Longest `sleep` honoured between two fetches.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
@@ -169,12 +174,22 @@ impl NetbootFirmware {
         self.store(&key, index, &rec);
         let args = kernel_args(&boot.cmdline);
         if let Some(ign_url) = args.get("ignition.config.url") {
-            let (fetch, body) = get(ign_url).await;
-            if fetch.status == 200 {
-                rec.ignition = Some(String::from_utf8_lossy(&body).into_owned());
+            // Ignition retries its config fetch with a back-off, as the booted OS would.
+            for attempt in 0..IGNITION_ATTEMPTS {
+                if attempt > 0 {
+                    tokio::time::sleep(IGNITION_RETRY).await;
+                }
+                let (fetch, body) = get(ign_url).await;
+                let ok = fetch.status == 200;
+                if ok {
+                    rec.ignition = Some(String::from_utf8_lossy(&body).into_owned());
+                }
+                rec.fetches.push(fetch);
+                self.store(&key, index, &rec);
+                if ok {
+                    break;
+                }
             }
-            rec.fetches.push(fetch);
-            self.store(&key, index, &rec);
         }
         // The probe runs when the command line names a registry (`metal.registry=`), or when
         // the ignition starts a `metal-probe` unit, as the booted OS would.
