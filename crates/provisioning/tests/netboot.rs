@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use api::serverbootconfiguration::ServerBootConfiguration;
 use bytes::Bytes;
-use common::{Harness, Options, eventually, get, network_boot};
+use common::{Harness, Options, TestServer, eventually, get, network_boot};
 use http_body_util::{BodyExt, Full};
 use kube::api::{Api, PostParams};
 use metal_bmc_sim::{NetbootFirmware, PowerState};
@@ -33,6 +33,22 @@ async fn harness(
     opts.boot_server = Some(url);
     opts.hook = Some(Arc::new(firmware.clone()));
     (Harness::new(prefix, opts).await, firmware, listener)
+}
+
+/// Plays discovery: puts the server in `state` (one provisioning leaves alone), sets PXE once
+/// and powers it on.
+async fn pxe_boot_as_discovery(h: &Harness, s: &TestServer, state: &str) {
+    h.set_state(&s.name, state).await;
+    let rf = h.redfish(s);
+    let path = h.system_path(s);
+    rf.set_boot_override(
+        &path,
+        redfish::models::BootSource::Pxe,
+        redfish::BootOverride::Once,
+    )
+    .await
+    .unwrap();
+    rf.power(&path, redfish::PowerAction::On).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -95,17 +111,8 @@ async fn a_claimed_server_boots_its_own_configuration_and_nobody_else_gets_it() 
     assert_eq!(h.system(&a).power_state, PowerState::On);
 
     // Another machine network-boots without a configuration: the chain leads to a 404.
-    let rf = h.redfish(&b);
-    let path = h.system_path(&b);
-    rf.set_boot_override(
-        &path,
-        redfish::models::BootSource::Pxe,
-        redfish::BootOverride::Once,
-    )
-    .await
-    .unwrap();
-    h.set_state(&b.name, "Initial").await; // discovery's state: provisioning leaves the BMC alone
-    rf.power(&path, redfish::PowerAction::On).await.unwrap();
+    // Initial is discovery's state: provisioning leaves the BMC alone.
+    pxe_boot_as_discovery(&h, &b, "Initial").await;
     let rec_b = eventually(T, "b's simulated network boot", || async {
         h.system(&b)
             .netboot
@@ -214,17 +221,7 @@ async fn inband_discovery_boot_posts_a_probe_report_with_the_token() {
     // Play discovery: Server in Discovery, PXE once and power on — here before the boot server
     // knows the configuration (as when the SBC's Ready reaches discovery before this replica's
     // cache): the chain-loader retries until it does.
-    h.set_state(&s.name, "Discovery").await;
-    let rf = h.redfish(&s);
-    let path = h.system_path(&s);
-    rf.set_boot_override(
-        &path,
-        redfish::models::BootSource::Pxe,
-        redfish::BootOverride::Once,
-    )
-    .await
-    .unwrap();
-    rf.power(&path, redfish::PowerAction::On).await.unwrap();
+    pxe_boot_as_discovery(&h, &s, "Discovery").await;
     eventually(T, "a first script request answered 404", || async {
         let rec = h.system(&s).netboot.pop()?;
         (rec.fetches.get(1)?.status == 404).then_some(())

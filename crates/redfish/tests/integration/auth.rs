@@ -171,6 +171,28 @@ async fn logout_and_drop_close_the_session() {
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
 
+/// A current-thread runtime and a TRACE subscriber (set for this thread while the guard lives)
+/// whose output lands in the returned capture.
+fn capturing_runtime() -> (
+    Capture,
+    tracing::subscriber::DefaultGuard,
+    tokio::runtime::Runtime,
+) {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (capture, guard, rt)
+}
+
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
@@ -183,18 +205,7 @@ impl Write for Capture {
 
 #[test]
 fn credentials_never_reach_logs_debug_or_errors() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (capture, _guard, rt) = capturing_runtime();
     let image_password = "Img-Server-Pa55";
     let texts = rt.block_on(async {
         let s = serve(DELL);
@@ -254,10 +265,9 @@ fn systems_auth(s: &TreeServer) -> Vec<&'static str> {
         .collect()
 }
 
-#[tokio::test]
-async fn session_limit_falls_back_to_basic_then_back_to_a_session() {
-    // A BMC whose session slots are all taken (killed controllers' sessions linger): 503.
-    let s = TreeServer::start(
+/// The Dell tree on a BMC whose session slots are all taken: every login gets 503.
+fn dell_without_session_slots() -> TreeServer {
+    TreeServer::start(
         tree(DELL),
         ServerOptions {
             auth: AuthConfig {
@@ -266,7 +276,13 @@ async fn session_limit_falls_back_to_basic_then_back_to_a_session() {
             },
             ..ServerOptions::default()
         },
-    );
+    )
+}
+
+#[tokio::test]
+async fn session_limit_falls_back_to_basic_then_back_to_a_session() {
+    // A BMC whose session slots are all taken (killed controllers' sessions linger): 503.
+    let s = dell_without_session_slots();
     let c = client(&s, quick_session_retry(AuthMode::Auto));
     assert_eq!(c.systems().await.unwrap().len(), 1);
     c.system(DELL_SYS).await.unwrap();
@@ -395,29 +411,9 @@ async fn rejected_or_unauthorized_logins_do_not_fall_back() {
 
 #[test]
 fn session_fallback_warns_once_without_credentials() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (capture, _guard, rt) = capturing_runtime();
     rt.block_on(async {
-        let s = TreeServer::start(
-            tree(DELL),
-            ServerOptions {
-                auth: AuthConfig {
-                    max_sessions: Some(0),
-                    ..AuthConfig::default()
-                },
-                ..ServerOptions::default()
-            },
-        );
+        let s = dell_without_session_slots();
         let c = client(&s, quick_session_retry(AuthMode::Auto));
         for _ in 0..2 {
             c.systems().await.unwrap();
