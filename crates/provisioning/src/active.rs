@@ -45,6 +45,20 @@ pub fn active_boot_configuration(stores: &Stores, server: &Server) -> Option<Obj
     }
 }
 
+/// The configuration the boot server serves `server` right now (caches only): its active
+/// configuration, naming it, and Ready. A network boot is started only when this is the claim's
+/// configuration, so the machine never asks before this process's caches can answer it.
+pub fn served_configuration(
+    stores: &Stores,
+    server: &Server,
+) -> Option<Arc<ServerBootConfiguration>> {
+    let r = active_boot_configuration(stores, server)?;
+    let sbc = stores
+        .sbcs
+        .get(&ObjectRef::new(&r.name).within(&r.namespace))?;
+    (sbc.spec.server_ref.name == server.name_any() && crate::status::sbc_ready(&sbc)).then_some(sbc)
+}
+
 /// The claim's ServerBootConfiguration (named after the claim, in its namespace, naming this
 /// server).
 pub fn claim_sbc(

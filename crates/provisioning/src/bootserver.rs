@@ -33,7 +33,6 @@ use crate::http::{Body, not_found, query, text};
 use crate::index::{Query, normalize_uuid};
 use crate::ipxe;
 use crate::metrics::ProvisioningMetrics;
-use crate::status::sbc_ready;
 use crate::stores::Stores;
 
 const IPXE: &str = "text/plain; charset=utf-8";
@@ -71,12 +70,8 @@ impl BootServer {
     fn active(&self, q: &Query) -> Option<(Arc<Server>, Arc<ServerBootConfiguration>)> {
         let name = self.stores.index.read(|i| i.identify(q))?;
         let server = self.stores.servers.get(&ObjectRef::new(&name))?;
-        let r = crate::active::active_boot_configuration(&self.stores, &server)?;
-        let sbc = self
-            .stores
-            .sbcs
-            .get(&ObjectRef::new(&r.name).within(&r.namespace))?;
-        (sbc.spec.server_ref.name == name && sbc_ready(&sbc)).then_some((server, sbc))
+        let sbc = crate::active::served_configuration(&self.stores, &server)?;
+        Some((server, sbc))
     }
 
     /// Answers one request.

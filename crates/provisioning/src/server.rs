@@ -30,7 +30,7 @@ use redfish::models::{BootSource, ComputerSystem, IndicatorLed};
 use redfish::{ErrorClass, PowerAction, PowerOutcome};
 use serde_json::json;
 
-use crate::active::{claim_sbc, desired_boot_ref};
+use crate::active::{claim_sbc, desired_boot_ref, served_configuration};
 use crate::artifacts::{BootSource as Source, boot_source};
 use crate::conditions::{
     POWERED_OFF, POWERED_ON, POWERING_ON, RESET_IN_PROGRESS, WAITING_FOR_POWER_OFF, reasons,
@@ -218,6 +218,13 @@ async fn reconcile_server(
         Some(s) if status::sbc_ready(s) => match boot_source(&s.spec) {
             Source::Iso(iso) => BootView::VirtualMedia(iso),
             Source::None => BootView::NotReady,
+            // The boot server answers from the caches: wait until they serve this configuration
+            // (the claim may so far be known only from a live read).
+            _ if served_configuration(&ctx.stores, server)
+                .is_none_or(|served| served.uid() != s.uid()) =>
+            {
+                BootView::NotReady
+            }
             _ => BootView::Network,
         },
         _ => BootView::NotReady,
