@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The controllers run as processes.
 pub const CONTROLLERS: &[&str] = &["discovery", "reservation", "provisioning"];
@@ -53,24 +53,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Polls `f` until it returns `Some`, panicking with `what` after `timeout`.
-pub async fn eventually<T>(
-    what: &str,
-    timeout: Duration,
-    mut f: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+pub use testenv::eventually;
 
 /// One test's slice of the cluster.
 pub struct Site {

@@ -715,3 +715,23 @@ pub async fn setup(prefix: &str) -> (kube::Client, TestNamespace) {
     let ns = TestNamespace::create(&client, prefix).await;
     (client, ns)
 }
+
+/// Polls `f` every 200 ms until it returns `Some`, panicking with `what` after `timeout`: the
+/// one way integration tests wait for controllers to converge.
+pub async fn eventually<T>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use api::bmc::BMC;
 use api::bmcsecret::BMCSecret;
@@ -94,24 +94,7 @@ pub async fn sim(spec: RackSpec) -> SimHandle {
         .expect("simulator starts")
 }
 
-/// Polls `f` until it yields `Some`, failing after `timeout`.
-pub async fn eventually<T>(
-    what: &str,
-    timeout: Duration,
-    mut f: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+pub use testenv::eventually;
 
 /// Discovery running in-process against the shared control plane, scoped by a run label.
 pub struct Harness {
