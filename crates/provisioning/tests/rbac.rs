@@ -9,9 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Harness, Options, eventually, get, network_boot};
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, PostParams};
 use metal_bmc_sim::PowerState;
 use metal_provisioning::{LeaderElection, Listen};
@@ -20,79 +19,12 @@ use serde_json::json;
 const SA: &str = "metal-provisioning";
 const T: Duration = Duration::from_secs(60);
 
-/// The YAML documents of `kustomize/provisioning/<file>`, moved into namespace `ns`.
-fn manifests(file: &str, ns: &str) -> Vec<serde_yaml::Value> {
-    let path = testenv::repo_root()
-        .join("kustomize/provisioning")
-        .join(file);
-    let text = std::fs::read_to_string(&path)
-        .expect("read manifest")
-        .replace("namespace: metal-system", &format!("namespace: {ns}"));
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
-        .filter(|v: &serde_yaml::Value| !v.is_null())
-        .collect()
-}
-
-async fn install_rbac(client: &kube::Client, ns: &str) {
-    let pp = PostParams::default();
-    for doc in manifests("serviceaccount.yaml", ns) {
-        let sa: ServiceAccount = serde_yaml::from_value(doc).unwrap();
-        Api::<ServiceAccount>::namespaced(client.clone(), ns)
-            .create(&pp, &sa)
-            .await
-            .unwrap();
-    }
-    for doc in manifests("rbac.yaml", ns) {
-        match doc["kind"].as_str().unwrap_or_default() {
-            "ClusterRole" => {
-                let r: ClusterRole = serde_yaml::from_value(doc).unwrap();
-                Api::<ClusterRole>::all(client.clone())
-                    .create(&pp, &r)
-                    .await
-                    .unwrap();
-            }
-            "ClusterRoleBinding" => {
-                let b: ClusterRoleBinding = serde_yaml::from_value(doc).unwrap();
-                Api::<ClusterRoleBinding>::all(client.clone())
-                    .create(&pp, &b)
-                    .await
-                    .unwrap();
-            }
-            "Role" => {
-                let r: Role = serde_yaml::from_value(doc).unwrap();
-                Api::<Role>::namespaced(client.clone(), ns)
-                    .create(&pp, &r)
-                    .await
-                    .unwrap();
-            }
-            "RoleBinding" => {
-                let b: RoleBinding = serde_yaml::from_value(doc).unwrap();
-                Api::<RoleBinding>::namespaced(client.clone(), ns)
-                    .create(&pp, &b)
-                    .await
-                    .unwrap();
-            }
-            other => panic!("unexpected kind {other} in rbac.yaml"),
-        }
-    }
-}
-
-async fn impersonating_client(ns: &str) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(testenv::shared().kubeconfig()).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{SA}"));
-    kube::Client::try_from(config).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cluster_role_suffices_for_boot_and_release() {
     let h = Harness::new("prov-rbac", Options::new("127.31.50.1", 1)).await;
     let s = h.servers[0].clone();
-    install_rbac(&h.client, &h.ns).await;
-    let sa_client = impersonating_client(&h.ns).await;
+    testenv::install_component_rbac(&h.client, "provisioning", &h.ns).await;
+    let sa_client = testenv::impersonating_client(&h.ns, SA).await;
     // The impersonated identity cannot do what the role does not grant.
     let denied = Api::<Secret>::namespaced(sa_client.clone(), &h.ns)
         .list(&Default::default())

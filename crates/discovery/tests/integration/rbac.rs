@@ -9,8 +9,7 @@ use std::time::Duration;
 use api::bmcuser::BMCUser;
 use api::server::ServerState;
 use api::serverbootconfiguration::ServerBootConfiguration;
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use metal_bmc_sim::TemplateSource;
 use runtime::lease::{self, LeaseParams};
@@ -20,77 +19,6 @@ use crate::support::*;
 
 const SA: &str = "metal-discovery";
 
-fn manifests(file: &str, ns: &str) -> Vec<serde_yaml::Value> {
-    let path = testenv::repo_root().join("kustomize/discovery").join(file);
-    let text = std::fs::read_to_string(&path)
-        .expect("read manifest")
-        .replace("namespace: metal-system", &format!("namespace: {ns}"));
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
-        .filter(|v: &serde_yaml::Value| !v.is_null())
-        .collect()
-}
-
-async fn install_rbac(client: &kube::Client, ns: &str) {
-    let pp = PostParams::default();
-    for doc in manifests("serviceaccount.yaml", ns) {
-        let sa: ServiceAccount = serde_yaml::from_value(doc).unwrap();
-        Api::<ServiceAccount>::namespaced(client.clone(), ns)
-            .create(&pp, &sa)
-            .await
-            .expect("service account");
-    }
-    for doc in manifests("rbac.yaml", ns) {
-        match doc["kind"].as_str().unwrap_or_default() {
-            "ClusterRole" => {
-                let r: ClusterRole = serde_yaml::from_value(doc).unwrap();
-                for rule in r.rules.iter().flatten() {
-                    assert!(!rule.verbs.iter().any(|v| v == "*"), "no wildcard verbs");
-                    assert!(
-                        !rule.resources.iter().flatten().any(|v| v == "*"),
-                        "no wildcard resources"
-                    );
-                }
-                Api::<ClusterRole>::all(client.clone())
-                    .create(&pp, &r)
-                    .await
-                    .expect("cluster role");
-            }
-            "ClusterRoleBinding" => {
-                let b: ClusterRoleBinding = serde_yaml::from_value(doc).unwrap();
-                Api::<ClusterRoleBinding>::all(client.clone())
-                    .create(&pp, &b)
-                    .await
-                    .expect("binding");
-            }
-            "Role" => {
-                let r: Role = serde_yaml::from_value(doc).unwrap();
-                Api::<Role>::namespaced(client.clone(), ns)
-                    .create(&pp, &r)
-                    .await
-                    .expect("role");
-            }
-            "RoleBinding" => {
-                let b: RoleBinding = serde_yaml::from_value(doc).unwrap();
-                Api::<RoleBinding>::namespaced(client.clone(), ns)
-                    .create(&pp, &b)
-                    .await
-                    .expect("role binding");
-            }
-            other => panic!("unexpected kind {other}"),
-        }
-    }
-}
-
-async fn impersonating_client(ns: &str) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(testenv::shared().kubeconfig()).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{SA}"));
-    kube::Client::try_from(config).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kustomize_cluster_role_is_enough() {
     let sim = sim(rack(
@@ -99,8 +27,8 @@ async fn the_kustomize_cluster_role_is_enough() {
     ))
     .await;
     let (admin, ns) = testenv::setup("rbac").await;
-    install_rbac(&admin, &ns.name).await;
-    let sa = impersonating_client(&ns.name).await;
+    testenv::install_component_rbac(&admin, "discovery", &ns.name).await;
+    let sa = testenv::impersonating_client(&ns.name, SA).await;
 
     // Least privilege: what the role does not grant is refused.
     let denied = Api::<api::server::Server>::all(sa.clone())
