@@ -23,7 +23,7 @@ const T: Duration = Duration::from_secs(60);
 async fn the_cluster_role_suffices_for_boot_and_release() {
     let h = Harness::new("prov-rbac", Options::new("127.31.50.1", 1)).await;
     let s = h.servers[0].clone();
-    testenv::install_component_rbac(&h.client, "provisioning", &h.ns).await;
+    let _ = testenv::install_component_rbac(&h.client, "provisioning", &h.ns).await;
     let sa_client = testenv::impersonating_client(&h.ns, SA).await;
     // The impersonated identity cannot do what the role does not grant.
     let denied = Api::<Secret>::namespaced(sa_client.clone(), &h.ns)

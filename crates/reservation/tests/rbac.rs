@@ -12,8 +12,6 @@ use api::serverreadinessrule::{
     ServerReadinessRuleSpec,
 };
 use common::*;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, DeleteParams, PostParams};
 use metal_reservation::Reservation;
 use runtime::admin::AdminState;
@@ -22,94 +20,16 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const SA: &str = "metal-reservation";
-const KUSTOMIZE_NS: &str = "metal-system";
-
-/// The YAML documents of `kustomize/reservation/<file>`, moved into namespace `ns`.
-fn manifests(file: &str, ns: &str) -> Vec<serde_yaml::Value> {
-    let path = testenv::repo_root()
-        .join("kustomize/reservation")
-        .join(file);
-    let text = std::fs::read_to_string(&path).expect("read manifest");
-    let text = text.replace(
-        &format!("namespace: {KUSTOMIZE_NS}"),
-        &format!("namespace: {ns}"),
-    );
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
-        .filter(|v: &serde_yaml::Value| !v.is_null())
-        .collect()
-}
-
-async fn install_rbac(env: &Env) -> Vec<String> {
-    let pp = PostParams::default();
-    let mut granted = Vec::new();
-    for doc in manifests("serviceaccount.yaml", &env.ns) {
-        let sa: ServiceAccount = serde_yaml::from_value(doc).unwrap();
-        Api::<ServiceAccount>::namespaced(env.client.clone(), &env.ns)
-            .create(&pp, &sa)
-            .await
-            .expect("service account");
-    }
-    for doc in manifests("rbac.yaml", &env.ns) {
-        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
-        match kind.as_str() {
-            "ClusterRole" => {
-                let r: ClusterRole = serde_yaml::from_value(doc).unwrap();
-                for rule in r.rules.iter().flatten() {
-                    for res in rule.resources.iter().flatten() {
-                        granted.push(format!("{res}: {}", rule.verbs.join(",")));
-                    }
-                }
-                Api::<ClusterRole>::all(env.client.clone())
-                    .create(&pp, &r)
-                    .await
-                    .expect("cluster role");
-            }
-            "ClusterRoleBinding" => {
-                let b: ClusterRoleBinding = serde_yaml::from_value(doc).unwrap();
-                Api::<ClusterRoleBinding>::all(env.client.clone())
-                    .create(&pp, &b)
-                    .await
-                    .expect("cluster role binding");
-            }
-            "Role" => {
-                let r: Role = serde_yaml::from_value(doc).unwrap();
-                Api::<Role>::namespaced(env.client.clone(), &env.ns)
-                    .create(&pp, &r)
-                    .await
-                    .expect("role");
-            }
-            "RoleBinding" => {
-                let b: RoleBinding = serde_yaml::from_value(doc).unwrap();
-                Api::<RoleBinding>::namespaced(env.client.clone(), &env.ns)
-                    .create(&pp, &b)
-                    .await
-                    .expect("role binding");
-            }
-            other => panic!("unexpected kind {other} in rbac.yaml"),
-        }
-    }
-    granted
-}
-
-async fn impersonating_client(ns: &str) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(testenv::shared().kubeconfig()).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{SA}"));
-    kube::Client::try_from(config).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kustomize_cluster_role_is_enough() {
     let env = Env::new("rbac").await;
-    let granted = install_rbac(&env).await;
+    let granted = testenv::install_component_rbac(&env.client, "reservation", &env.ns).await;
     assert!(
         !granted.iter().any(|g| g.contains('*')),
         "no wildcards: {granted:?}"
     );
-    let sa_client = impersonating_client(&env.ns).await;
+    let sa_client = testenv::impersonating_client(&env.ns, SA).await;
 
     // Least privilege: what the role does not grant is refused.
     let denied = Api::<api::Server>::all(sa_client.clone())

@@ -750,12 +750,18 @@ pub fn kustomize_manifests(component: &str, file: &str, ns: &str) -> Vec<serde_y
 
 /// Installs a component's ServiceAccount and RBAC exactly as its kustomize directory declares
 /// them (in namespace `ns`), asserting least privilege (no wildcard verbs or resources), so that
-/// a test can run the controller as that identity ([`impersonating_client`]).
-pub async fn install_component_rbac(client: &kube::Client, component: &str, ns: &str) {
+/// a test can run the controller as that identity ([`impersonating_client`]). Returns what the
+/// ClusterRole grants, one `resource: verb,verb` line per resource.
+pub async fn install_component_rbac(
+    client: &kube::Client,
+    component: &str,
+    ns: &str,
+) -> Vec<String> {
     use k8s_openapi::api::core::v1::ServiceAccount;
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
     use kube::api::{Api, PostParams};
     let pp = PostParams::default();
+    let mut granted = Vec::new();
     for doc in kustomize_manifests(component, "serviceaccount.yaml", ns) {
         let sa: ServiceAccount = serde_yaml::from_value(doc).expect("service account yaml");
         Api::<ServiceAccount>::namespaced(client.clone(), ns)
@@ -773,6 +779,9 @@ pub async fn install_component_rbac(client: &kube::Client, component: &str, ns: 
                         !rule.resources.iter().flatten().any(|v| v == "*"),
                         "no wildcard resources"
                     );
+                    for res in rule.resources.iter().flatten() {
+                        granted.push(format!("{res}: {}", rule.verbs.join(",")));
+                    }
                 }
                 Api::<ClusterRole>::all(client.clone())
                     .create(&pp, &r)
@@ -803,6 +812,7 @@ pub async fn install_component_rbac(client: &kube::Client, component: &str, ns: 
             other => panic!("unexpected kind {other} in kustomize/{component}/rbac.yaml"),
         }
     }
+    granted
 }
 
 /// A client of the shared control plane acting as ServiceAccount `ns/sa`.

@@ -27,7 +27,7 @@ async fn the_kustomize_cluster_role_is_enough() {
     ))
     .await;
     let (admin, ns) = testenv::setup("rbac").await;
-    testenv::install_component_rbac(&admin, "discovery", &ns.name).await;
+    let _ = testenv::install_component_rbac(&admin, "discovery", &ns.name).await;
     let sa = testenv::impersonating_client(&ns.name, SA).await;
 
     // Least privilege: what the role does not grant is refused.
