@@ -15,8 +15,8 @@ use kube::api::{Api, DeleteParams, ListParams};
 use metal_reservation::matching::{ClaimKey, FirstFit, Strategy};
 use metal_reservation::writes;
 use serde_json::json;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 fn by_name(server: String) -> impl FnOnce(&mut api::ServerClaimSpec) {
@@ -337,26 +337,52 @@ async fn a_stale_server_write_is_rejected_after_cordon() {
     assert_eq!(claim_of(&env.get_server("s").await), None);
 }
 
-/// Candidate ordering that, on its first use, waits while the test cordons the chosen server:
-/// the controller then writes with the resourceVersion from before the cordon.
-#[derive(Debug, Default)]
+/// Candidate ordering that, on its first use with a candidate, cordons the chosen server before
+/// returning: the controller then writes with the resourceVersion from before the cordon.
+///
+/// The cordon runs on a thread of its own with its own runtime and client. `order` is
+/// synchronous and runs on one of the controller's runtime workers, so waiting there for
+/// the test's async tasks could stall the very tasks being waited for (a woken task can sit in
+/// the blocked worker's LIFO slot). A first version waited on a condvar and timed out after
+/// 20 s under load, which let the write land before the cordon.
+#[derive(Debug)]
 struct CordonDuringPick {
     armed: AtomicBool,
-    gate: Arc<(Mutex<u8>, Condvar)>,
+    cordoned: AtomicBool,
 }
 
 impl Strategy for CordonDuringPick {
     fn order(&self, claim: &ServerClaim, candidates: &mut [Arc<Server>]) {
         FirstFit.order(claim, candidates);
-        if self.armed.swap(false, Ordering::SeqCst) {
-            let (lock, cv) = &*self.gate;
-            let mut stage = lock.lock().unwrap();
-            *stage = 1; // picking
-            cv.notify_all();
-            let _ = cv
-                .wait_timeout_while(stage, Duration::from_secs(20), |s| *s != 2)
-                .unwrap();
+        let Some(chosen) = candidates.first() else {
+            return;
+        };
+        if !self.armed.swap(false, Ordering::SeqCst) {
+            return;
         }
+        let name = chosen.name_any();
+        let kubeconfig = testenv::shared().kubeconfig().to_path_buf();
+        let done = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(async move {
+                    let client = testenv::client_from(&kubeconfig).await.expect("client");
+                    Api::<Server>::all(client)
+                        .patch(
+                            &name,
+                            &kube::api::PatchParams::default(),
+                            &kube::api::Patch::Merge(json!({"spec": {"unclaimable": true}})),
+                        )
+                        .await
+                        .expect("cordon")
+                })
+        })
+        .join()
+        .expect("cordon thread");
+        assert!(done.is_unclaimable());
+        self.cordoned.store(true, Ordering::SeqCst);
     }
 }
 
@@ -364,41 +390,25 @@ impl Strategy for CordonDuringPick {
 async fn cordon_during_a_reconcile_is_honoured() {
     let env = Env::new("cordonrace").await;
     env.server("s", &[], |_| {}).await;
-    let strategy = Arc::new(CordonDuringPick::default());
-    strategy.armed.store(true, Ordering::SeqCst);
-    let gate = strategy.gate.clone();
+    let strategy = Arc::new(CordonDuringPick {
+        armed: AtomicBool::new(true),
+        cordoned: AtomicBool::new(false),
+    });
     let admin = runtime::admin::AdminState::default();
     let reservation =
         metal_reservation::Reservation::start(env.client.clone(), env.config("i1"), &admin)
             .with_strategy(strategy.clone());
     let ctl = Running::spawn(reservation, admin);
     env.claim("c", by_name(env.server_name("s"))).await;
-    // Wait until the controller has picked the server from its cache ...
-    let g = gate.clone();
-    let picked = tokio::task::spawn_blocking(move || {
-        let (lock, cv) = &*g;
-        let stage = lock.lock().unwrap();
-        let (_stage, wait) = cv
-            .wait_timeout_while(stage, Duration::from_secs(30), |s| *s != 1)
-            .unwrap();
-        !wait.timed_out()
-    })
-    .await
-    .expect("gate");
-    assert!(picked, "controller picked the server");
-    // ... cordon it while the controller holds its pre-cordon copy, then let it write.
-    env.patch_server("s", json!({"spec": {"unclaimable": true}}))
-        .await;
-    {
-        let (lock, cv) = &*gate;
-        *lock.lock().unwrap() = 2;
-        cv.notify_all();
-    }
     let claim = env
         .wait_claim("c", 30, |c| {
             bound_reason(c).as_deref() == Some("ServerNotAvailable")
         })
         .await;
+    assert!(
+        strategy.cordoned.load(Ordering::SeqCst),
+        "the server was cordoned between pick and write"
+    );
     assert!(bound_condition(&claim).unwrap().2.contains("cordoned"));
     let s = env.get_server("s").await;
     assert_eq!(claim_of(&s), None, "a cordoned server must never be bound");

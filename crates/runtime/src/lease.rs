@@ -97,7 +97,7 @@ pub enum LeaseError {
         #[source]
         source: kube::Error,
     },
-    /// The API call did not answer within the retry period.
+    /// The API call did not answer within the renew deadline.
     #[error("lease {lease}: API call timed out")]
     Timeout {
         /// `namespace/name`.
@@ -163,7 +163,11 @@ impl Elector {
         &self,
         fut: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, LeaseError> {
-        match tokio::time::timeout(self.params.retry_period, fut).await {
+        // A slow answer is still an answer: give each call up to the renew deadline (the leading
+        // loop stops waiting at its own deadline anyway). Timing out at `retry_period` made a
+        // leader behind a loaded API server (calls > 0.4 s at a 3 s lease) step down while every
+        // renewal would have succeeded.
+        match tokio::time::timeout(self.params.renew_deadline, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(source)) => Err(LeaseError::Api {
                 lease: self.params.key(),

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -216,9 +216,50 @@ async fn cuttable_proxy(target: String, cut: CancellationToken) -> String {
     format!("https://{addr}")
 }
 
-#[tokio::test]
-async fn leader_that_cannot_renew_stops_before_another_starts() {
-    let (client, ns) = testenv::setup("lease-fence").await;
+/// A TCP proxy in front of the API server that delays every chunk sent to the server by `delay`.
+async fn slow_proxy(target: String, delay: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let Ok(outbound) = TcpStream::connect(&target).await else {
+                    return;
+                };
+                let (mut in_r, mut in_w) = inbound.into_split();
+                let (mut out_r, mut out_w) = outbound.into_split();
+                let upstream = async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        match in_r.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                tokio::time::sleep(delay).await;
+                                if out_w.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                };
+                let downstream = tokio::io::copy(&mut out_r, &mut in_w);
+                tokio::select! {
+                    _ = upstream => {}
+                    _ = downstream => {}
+                }
+            });
+        }
+    });
+    format!("https://{addr}")
+}
+
+/// A client of the shared control plane that connects through `proxy` (TLS handshake included
+/// in `connect_timeout`).
+async fn client_via(
+    proxy: impl AsyncFnOnce(String) -> String,
+    connect_timeout: Duration,
+) -> kube::Client {
     let cp = testenv::shared();
     let kc = kube::config::Kubeconfig::read_from(cp.kubeconfig()).expect("kubeconfig");
     let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
@@ -229,13 +270,56 @@ async fn leader_that_cannot_renew_stops_before_another_starts() {
         .authority()
         .expect("authority")
         .to_string();
+    config.cluster_url = proxy(target).await.parse().expect("url");
+    config.connect_timeout = Some(connect_timeout);
+    kube::Client::try_from(config).expect("client")
+}
+
+#[tokio::test]
+async fn a_slow_api_server_does_not_cost_the_lease() {
+    let (_client, ns) = testenv::setup("lease-slow").await;
+    // Every chunk waits 250 ms on its way in: a GET takes ~0.25 s and a PUT (headers, then body)
+    // ~0.5 s, more than the 0.4 s retry period; a whole renewal still fits the 2 s deadline.
+    let slow = client_via(
+        async |t| slow_proxy(t, Duration::from_millis(250)).await,
+        Duration::from_secs(10),
+    )
+    .await;
+    let params = LeaseParams::new(
+        "slow",
+        ns.name.clone(),
+        "a",
+        Duration::from_secs_f64(LEASE_SECS),
+    );
+    let mut a = spawn(slow, params, None);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(20), a.acquired())
+            .await
+            .unwrap_or(false),
+        "a never became leader through the slow connection"
+    );
+    let mut state = a.subscribe();
+    let held = tokio::time::timeout(
+        Duration::from_secs_f64(LEASE_SECS * 3.0),
+        state.wait_for(|leading| !leading),
+    )
+    .await;
+    assert!(
+        held.is_err(),
+        "a stepped down although every renewal succeeded"
+    );
+}
+
+#[tokio::test]
+async fn leader_that_cannot_renew_stops_before_another_starts() {
+    let (client, ns) = testenv::setup("lease-fence").await;
     let cut = CancellationToken::new();
-    config.cluster_url = cuttable_proxy(target, cut.clone())
-        .await
-        .parse()
-        .expect("url");
-    config.connect_timeout = Some(Duration::from_millis(300));
-    let proxied = kube::Client::try_from(config).expect("client");
+    let c = cut.clone();
+    let proxied = client_via(
+        async move |t| cuttable_proxy(t, c).await,
+        Duration::from_millis(300),
+    )
+    .await;
 
     let params = |id: &str| {
         LeaseParams::new(

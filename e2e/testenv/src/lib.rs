@@ -210,7 +210,8 @@ fn kubeconfig_yaml(server: &str, ca: &str, cert: &str, key: &str, user: &str) ->
 }
 
 /// Runs a future to completion on a private runtime in its own thread, so the synchronous start-up
-/// works both inside and outside an async test.
+/// works both inside and outside an async test. It runs without a tracing subscriber: start-up
+/// failures come back as errors, and the expected ones while polling are not worth a log line.
 fn block_on_thread<T: Send + 'static>(
     f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
 ) -> T {
@@ -219,7 +220,9 @@ fn block_on_thread<T: Send + 'static>(
             .enable_all()
             .build()
             .expect("building a tokio runtime for the control plane start-up");
-        rt.block_on(f())
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            rt.block_on(f())
+        })
     })
     .join()
     .expect("control plane start-up thread panicked")
@@ -440,6 +443,8 @@ impl ControlPlane {
                 }
             }
             let kubeconfig = self.kubeconfig.clone();
+            // Refused connections and 500s are expected while the server starts; kube's trace
+            // layer would log each at ERROR level, hence no subscriber in `block_on_thread`.
             let probe = block_on_thread(move || {
                 Box::pin(async move {
                     let client = client_from(&kubeconfig).await?;
