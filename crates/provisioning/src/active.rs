@@ -113,3 +113,111 @@ pub fn desired_boot_ref(
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn server(state: &str, claim: Option<&str>) -> Server {
+        let mut s = json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "Server",
+            "metadata": {"name": "s1", "uid": "u-s1"},
+            "spec": {"systemUUID": "uuid-s1"},
+            "status": {"state": state},
+        });
+        if let Some(c) = claim {
+            s["spec"]["serverClaimRef"] = json!({"namespace": "ns", "name": c});
+        }
+        serde_json::from_value(s).expect("server")
+    }
+
+    fn claim(name: &str) -> ServerClaim {
+        serde_json::from_value(json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "ServerClaim",
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("u-{name}")},
+            "spec": {"power": "On", "serverRef": {"name": "s1"}, "image": "os:1"},
+        }))
+        .expect("claim")
+    }
+
+    fn sbc(name: &str, server: &str, ready: bool, internal: bool) -> ServerBootConfiguration {
+        let mut b = json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "ServerBootConfiguration",
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("u-{name}"), "generation": 1},
+            "spec": {"serverRef": {"name": server}, "image": "os:1"},
+            "status": {"state": if ready { "Ready" } else { "Pending" }},
+        });
+        if internal {
+            b["metadata"]["annotations"] = json!({TYPE_ANNOTATION: TYPE_INTERNAL});
+        }
+        serde_json::from_value(b).expect("sbc")
+    }
+
+    fn served(stores: &Stores, s: &Server) -> Option<String> {
+        served_configuration(stores, s).map(|b| b.name_any())
+    }
+
+    #[test]
+    fn a_reserved_server_is_served_its_claims_ready_configuration() {
+        let s = server("Reserved", Some("c"));
+        let stores = Stores::listed(
+            vec![s.clone()],
+            vec![claim("c")],
+            vec![sbc("c", "s1", true, false)],
+        );
+        assert_eq!(served(&stores, &s).as_deref(), Some("c"));
+    }
+
+    /// The reconcile may know the claim from a live read before the claims cache does; the boot
+    /// server answers from the cache, so nothing is served yet and no network boot may start.
+    #[test]
+    fn nothing_is_served_while_the_claim_is_missing_from_the_cache() {
+        let s = server("Reserved", Some("c"));
+        let stores = Stores::listed(vec![s.clone()], vec![], vec![sbc("c", "s1", true, false)]);
+        assert_eq!(served(&stores, &s), None);
+    }
+
+    #[test]
+    fn nothing_is_served_before_the_configuration_is_ready_or_for_another_server() {
+        let s = server("Reserved", Some("c"));
+        let pending = Stores::listed(
+            vec![s.clone()],
+            vec![claim("c")],
+            vec![sbc("c", "s1", false, false)],
+        );
+        assert_eq!(served(&pending, &s), None);
+        let foreign = Stores::listed(
+            vec![s.clone()],
+            vec![claim("c")],
+            vec![sbc("c", "s2", true, false)],
+        );
+        assert_eq!(served(&foreign, &s), None);
+    }
+
+    #[test]
+    fn a_deleting_claim_is_served_nothing() {
+        let s = server("Reserved", Some("c"));
+        let mut c = claim("c");
+        c.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        c.metadata.finalizers = Some(vec!["f".into()]);
+        let stores = Stores::listed(vec![s.clone()], vec![c], vec![sbc("c", "s1", true, false)]);
+        assert_eq!(served(&stores, &s), None);
+    }
+
+    #[test]
+    fn discovery_is_served_the_internal_configuration_and_available_nothing() {
+        let s = server("Discovery", None);
+        let boots = vec![
+            sbc("user", "s1", true, false),
+            sbc("discover-s1", "s1", true, true),
+        ];
+        let stores = Stores::listed(vec![s.clone()], vec![], boots.clone());
+        assert_eq!(served(&stores, &s).as_deref(), Some("discover-s1"));
+        let idle = server("Available", None);
+        let stores = Stores::listed(vec![idle.clone()], vec![], boots);
+        assert_eq!(served(&stores, &idle), None);
+    }
+}

@@ -334,3 +334,46 @@ impl Stores {
             .collect()
     }
 }
+
+#[cfg(test)]
+impl Stores {
+    /// Caches filled with `servers`, `claims` and `sbcs`, as if listed (for pure-rule tests).
+    pub(crate) fn listed(
+        servers: Vec<Server>,
+        claims: Vec<ServerClaim>,
+        sbcs: Vec<ServerBootConfiguration>,
+    ) -> Self {
+        fn fill<K>(items: Vec<K>) -> Store<K>
+        where
+            K: kube::Resource + Clone + 'static,
+            K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+        {
+            let mut w: Writer<K> = Writer::default();
+            for o in items {
+                w.apply_watcher_event(&Event::Apply(o));
+            }
+            w.as_reader()
+        }
+        let index = SharedIndex::default();
+        for s in &servers {
+            index.apply(&Event::Apply(s.clone()));
+        }
+        let mut by_server: HashMap<String, BTreeSet<NsKey>> = HashMap::new();
+        for s in &sbcs {
+            by_server
+                .entry(s.spec.server_ref.name.clone())
+                .or_default()
+                .insert(ns_key(s));
+        }
+        Self {
+            servers: fill(servers),
+            claims: fill(claims),
+            sbcs: fill(sbcs),
+            bmcs: fill(Vec::new()),
+            bmc_secrets: fill(Vec::new()),
+            index: Arc::new(index),
+            sbc_by_server: Arc::new(RwLock::new(by_server)),
+            ready: tokio::sync::watch::channel(true).1,
+        }
+    }
+}
