@@ -281,12 +281,17 @@ async fn in_band_discovery_through_the_boot_server_and_probe() {
             nics.iter().any(|n| !n.neighbors.is_empty()),
             "LLDP neighbours merged: {nics:?}"
         );
-        let power = rack.sim.system_state(bmc, &sys).expect("state").power_state;
-        assert_eq!(
-            format!("{power:?}"),
-            "Off",
-            "Available servers are powered off"
-        );
+        // Discovery makes the server Available when the probe has reported; provisioning then
+        // powers it off (the simulated system may still be PoweringOff at that moment).
+        eventually(
+            &format!("{sys} powered off once Available"),
+            LONG,
+            async || {
+                let power = rack.sim.system_state(bmc, &sys).expect("state").power_state;
+                (format!("{power:?}") == "Off").then_some(())
+            },
+        )
+        .await;
     }
 }
 
