@@ -673,24 +673,47 @@ async fn reconcile_server(
         | Step::WaitForBootConfiguration => {}
     }
 
-    // Media inserted for a claim whose configuration is gone: eject it.
+    // Media inserted for a claim whose configuration is gone: eject it. Known from memory
+    // (inserted by this process), or from `spec.bootConfigurationRef` still naming a
+    // configuration that no longer exists (deleted while no instance was running; the
+    // reference is cleared below, so this is tried once per deletion).
+    let ref_orphaned = current
+        .spec
+        .boot_configuration_ref
+        .as_ref()
+        .is_some_and(|r| {
+            ctx.stores
+                .sbcs
+                .get(&ObjectRef::new(&r.name).within(&r.namespace))
+                .is_none()
+        });
     if state == ServerState::Reserved
         && matches!(claim_view, ClaimView::Active(_))
         && sbc.is_none()
-        && ctx.memo(&name, |m| m.media_inserted)
+        && (ref_orphaned || ctx.memo(&name, |m| m.media_inserted))
     {
         match bmc.eject_media(&permit).await {
-            Ok(_) => {
+            Ok(outcome) => {
                 ctx.memo(&name, |m| m.media_inserted = false);
-                ctx.event(
-                    &current,
-                    false,
-                    "MediaEjected",
-                    "EjectMedia",
-                    "the boot configuration was removed; virtual media ejected".into(),
-                );
+                if outcome == redfish::MediaOutcome::Ejected {
+                    ctx.event(
+                        &current,
+                        false,
+                        "MediaEjected",
+                        "EjectMedia",
+                        "the boot configuration was removed; virtual media ejected".into(),
+                    );
+                }
             }
-            Err(e) => tracing::warn!(server = %name, error = %e, "ejecting virtual media failed"),
+            // No virtual media on this BMC: nothing can have been inserted.
+            Err(e) if e.class() == ErrorClass::NotSupported => {
+                ctx.memo(&name, |m| m.media_inserted = false);
+            }
+            Err(e) => {
+                // Retried by this process while it runs.
+                ctx.memo(&name, |m| m.media_inserted = true);
+                tracing::warn!(server = %name, error = %e, "ejecting virtual media failed");
+            }
         }
     }
 

@@ -127,3 +127,65 @@ async fn virtual_media_under_the_manager_supermicro() {
     let h = Harness::new("prov-vm-smc", opts).await;
     virtual_media_flow(h, false).await;
 }
+
+/// Media inserted for a claim whose boot configuration is deleted while the controller is down
+/// is still ejected: the server's `bootConfigurationRef` (in the API, not in memory) still
+/// names the deleted configuration when the new instance starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn media_of_a_configuration_deleted_during_a_restart_is_ejected() {
+    let h = Harness::new("prov-vm-restart", Options::new("127.31.22.1", 1)).await;
+    let s = h.servers[0].clone();
+    let images = common::static_server(b"CD001-fake-iso-image").await;
+    let iso = format!("{images}/os.iso");
+    let ctl = h.start(h.config()).await;
+    h.wait_status_power(&s.name, "Off", T).await;
+    h.bind(
+        &s,
+        "vm",
+        "On",
+        json!({ "bootMethod": "VirtualMedia", "isoURL": iso }),
+    )
+    .await;
+    h.wait_power(&s, PowerState::On, T).await;
+    eventually(
+        T,
+        "bootConfigurationRef names the configuration",
+        || async {
+            let srv = h.server(&s.name).await;
+            (srv.spec.boot_configuration_ref?.name == "vm").then_some(())
+        },
+    )
+    .await;
+    assert!(h.system(&s).virtual_media.iter().any(|m| m.inserted));
+    ctl.shutdown().await;
+
+    kube::Api::<api::ServerBootConfiguration>::namespaced(h.client.clone(), &h.ns)
+        .delete("vm", &Default::default())
+        .await
+        .expect("delete configuration");
+    let ctl = h.start(h.config()).await;
+    eventually(T, "media ejected", || async {
+        h.system(&s)
+            .virtual_media
+            .iter()
+            .all(|m| !m.inserted)
+            .then_some(())
+    })
+    .await;
+    eventually(T, "bootConfigurationRef cleared", || async {
+        h.server(&s.name)
+            .await
+            .spec
+            .boot_configuration_ref
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.system(&s).power_state,
+        PowerState::On,
+        "the claim still wants it on"
+    );
+    ctl.shutdown().await;
+    h.sim.shutdown().await;
+}
