@@ -12,21 +12,32 @@ use serde_json::json;
 
 const T: Duration = Duration::from_secs(60);
 
-async fn virtual_media_flow(h: Harness, ejectable: bool) {
-    let s = h.servers[0].clone();
+/// Serves a fake ISO, starts the controller, waits until the Available server is off, then binds
+/// it to claim `vm` booting that ISO. Returns the controller, the ISO URL and the BMC's reset
+/// count before the bind.
+async fn start_and_bind_iso(
+    h: &Harness,
+    s: &common::TestServer,
+) -> (metal_provisioning::Handle, String, u64) {
     let images = common::static_server(b"CD001-fake-iso-image").await;
     let iso = format!("{images}/os.iso");
     let ctl = h.start(h.config()).await;
     // Available servers are kept off (the Supermicro tree starts powered on).
     h.wait_status_power(&s.name, "Off", T).await;
-    let resets_before = h.resets(&s);
+    let resets_before = h.resets(s);
     h.bind(
-        &s,
+        s,
         "vm",
         "On",
         json!({ "bootMethod": "VirtualMedia", "isoURL": iso }),
     )
     .await;
+    (ctl, iso, resets_before)
+}
+
+async fn virtual_media_flow(h: Harness, ejectable: bool) {
+    let s = h.servers[0].clone();
+    let (ctl, iso, resets_before) = start_and_bind_iso(&h, &s).await;
 
     h.wait_power(&s, PowerState::On, T).await;
     let sys = h.system(&s);
@@ -135,17 +146,7 @@ async fn virtual_media_under_the_manager_supermicro() {
 async fn media_of_a_configuration_deleted_during_a_restart_is_ejected() {
     let h = Harness::new("prov-vm-restart", Options::new("127.31.22.1", 1)).await;
     let s = h.servers[0].clone();
-    let images = common::static_server(b"CD001-fake-iso-image").await;
-    let iso = format!("{images}/os.iso");
-    let ctl = h.start(h.config()).await;
-    h.wait_status_power(&s.name, "Off", T).await;
-    h.bind(
-        &s,
-        "vm",
-        "On",
-        json!({ "bootMethod": "VirtualMedia", "isoURL": iso }),
-    )
-    .await;
+    let (ctl, _, _) = start_and_bind_iso(&h, &s).await;
     h.wait_power(&s, PowerState::On, T).await;
     eventually(
         T,
