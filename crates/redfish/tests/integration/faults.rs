@@ -456,3 +456,41 @@ async fn observer_sees_every_request_with_templates() {
         "ids leak into templates: {seen:?}"
     );
 }
+
+/// An idle pooled connection is closed when its idle timeout passes, not at the next request
+/// to that BMC (which may come minutes later): its socket and buffers are given back.
+#[tokio::test]
+async fn idle_connections_close_after_the_idle_timeout() {
+    let s = serve(DMTF);
+    let c = client(
+        &s,
+        ClientOptions {
+            idle_timeout: Duration::from_millis(300),
+            ..no_retry()
+        },
+    );
+    c.service_root().await.unwrap();
+    assert_eq!(c.idle_connections(), 1);
+    // Reused while fresh.
+    c.systems().await.unwrap();
+    assert_eq!(
+        s.total_connections(),
+        1,
+        "the fresh idle connection is reused"
+    );
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.open_connections() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        s.open_connections(),
+        0,
+        "idle connection closed by the client"
+    );
+    assert_eq!(c.idle_connections(), 0);
+    assert_eq!(metrics.num_alive_tasks(), 0, "no driver task left");
+    // The next request opens a new connection.
+    c.systems().await.unwrap();
+    assert_eq!(s.total_connections(), 2);
+}
