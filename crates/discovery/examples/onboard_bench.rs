@@ -8,7 +8,8 @@
 //!
 //! Prints: wall time from process start until every Server is Available, Redfish requests per
 //! server (simulator counters), API writes per server (discovery's own counter), peak RSS of the
-//! discovery process (VmHWM).
+//! discovery process (VmHWM), and its RSS `--settle-secs` (30) later, once idle BMC connections
+//! have closed (VmRSS).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -40,6 +41,9 @@ struct Args {
     /// First simulator address.
     #[arg(long, default_value = "127.80.0.1")]
     base: String,
+    /// Seconds to wait after all are Available before reading the settled RSS.
+    #[arg(long, default_value_t = 30)]
+    settle_secs: u64,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 1800)]
     timeout_secs: u64,
@@ -81,11 +85,12 @@ fn discovery_binary() -> anyhow::Result<PathBuf> {
     Ok(dir.join("metal-discovery"))
 }
 
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
+/// A `/proc/<pid>/status` field in KiB (`VmHWM`: peak RSS, `VmRSS`: current RSS).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -247,7 +252,10 @@ async fn main() -> anyhow::Result<()> {
         .await;
     };
     let metrics = scrape(admin_port).await;
-    let hwm = vm_hwm_kib(pid).unwrap_or(0);
+    let hwm = status_kib(pid, "VmHWM").unwrap_or(0);
+    // Settled: after the Redfish client's idle timeout, pooled connections are closed.
+    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+    let settled = status_kib(pid, "VmRSS").unwrap_or(0);
     child.kill().await?;
     let n = args.bmcs as f64;
     let sim_requests: u64 = (0..infos.len())
@@ -257,11 +265,12 @@ async fn main() -> anyhow::Result<()> {
     let client_requests = sum_metric(&metrics, "metal_redfish_requests_total");
     println!();
     println!(
-        "| BMCs | latency | concurrency | wall time to all Available | servers/min | Redfish req/server (sim) | API writes/server | peak RSS (VmHWM) |"
+        "| BMCs | latency | concurrency | wall time to all Available | servers/min | Redfish req/server (sim) | API writes/server | peak RSS (VmHWM) | RSS {}s later |",
+        args.settle_secs
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {} ms | {} | {:.1} s | {:.0} | {:.1} | {:.1} | {:.1} MiB |",
+        "| {} | {} ms | {} | {:.1} s | {:.0} | {:.1} | {:.1} | {:.1} MiB | {:.1} MiB |",
         args.bmcs,
         args.latency_ms,
         args.concurrency,
@@ -269,7 +278,8 @@ async fn main() -> anyhow::Result<()> {
         n / wall.as_secs_f64() * 60.0,
         sim_requests as f64 / n,
         writes / n,
-        hwm as f64 / 1024.0
+        hwm as f64 / 1024.0,
+        settled as f64 / 1024.0
     );
     eprintln!(
         "(discovery counted {client_requests} Redfish requests; the simulator {sim_requests})"
