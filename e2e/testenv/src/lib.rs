@@ -765,19 +765,31 @@ pub async fn install_component_rbac(
     use k8s_openapi::api::core::v1::ServiceAccount;
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
     use kube::api::{Api, PostParams};
-    let pp = PostParams::default();
+    /// Creates `obj` through `api`, failing the test with `what`.
+    async fn create<K>(api: Api<K>, obj: &K, what: &str)
+    where
+        K: kube::Resource
+            + Clone
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        api.create(&PostParams::default(), obj)
+            .await
+            .unwrap_or_else(|e| panic!("creating {what}: {e}"));
+    }
+    fn parse<K: serde::de::DeserializeOwned>(doc: serde_yaml::Value, what: &str) -> K {
+        serde_yaml::from_value(doc).unwrap_or_else(|e| panic!("{what} yaml: {e}"))
+    }
     let mut granted = Vec::new();
     for doc in kustomize_manifests(component, "serviceaccount.yaml", ns) {
-        let sa: ServiceAccount = serde_yaml::from_value(doc).expect("service account yaml");
-        Api::<ServiceAccount>::namespaced(client.clone(), ns)
-            .create(&pp, &sa)
-            .await
-            .expect("service account");
+        let sa: ServiceAccount = parse(doc, "service account");
+        create(Api::namespaced(client.clone(), ns), &sa, "service account").await;
     }
     for doc in kustomize_manifests(component, "rbac.yaml", ns) {
         match doc["kind"].as_str().unwrap_or_default() {
             "ClusterRole" => {
-                let r: ClusterRole = serde_yaml::from_value(doc).expect("cluster role yaml");
+                let r: ClusterRole = parse(doc, "cluster role");
                 for rule in r.rules.iter().flatten() {
                     assert!(!rule.verbs.iter().any(|v| v == "*"), "no wildcard verbs");
                     assert!(
@@ -788,31 +800,19 @@ pub async fn install_component_rbac(
                         granted.push(format!("{res}: {}", rule.verbs.join(",")));
                     }
                 }
-                Api::<ClusterRole>::all(client.clone())
-                    .create(&pp, &r)
-                    .await
-                    .expect("cluster role");
+                create(Api::all(client.clone()), &r, "cluster role").await;
             }
             "ClusterRoleBinding" => {
-                let b: ClusterRoleBinding = serde_yaml::from_value(doc).expect("binding yaml");
-                Api::<ClusterRoleBinding>::all(client.clone())
-                    .create(&pp, &b)
-                    .await
-                    .expect("cluster role binding");
+                let b: ClusterRoleBinding = parse(doc, "cluster role binding");
+                create(Api::all(client.clone()), &b, "cluster role binding").await;
             }
             "Role" => {
-                let r: Role = serde_yaml::from_value(doc).expect("role yaml");
-                Api::<Role>::namespaced(client.clone(), ns)
-                    .create(&pp, &r)
-                    .await
-                    .expect("role");
+                let r: Role = parse(doc, "role");
+                create(Api::namespaced(client.clone(), ns), &r, "role").await;
             }
             "RoleBinding" => {
-                let b: RoleBinding = serde_yaml::from_value(doc).expect("role binding yaml");
-                Api::<RoleBinding>::namespaced(client.clone(), ns)
-                    .create(&pp, &b)
-                    .await
-                    .expect("role binding");
+                let b: RoleBinding = parse(doc, "role binding");
+                create(Api::namespaced(client.clone(), ns), &b, "role binding").await;
             }
             other => panic!("unexpected kind {other} in kustomize/{component}/rbac.yaml"),
         }
