@@ -1,7 +1,7 @@
 //! Benchmark of the simulator: memory per BMC and requests per second.
 //!
 //! ```text
-//! cargo run --release -p metal-bmc-sim --example bench -- [--bmcs 1000,10000] [--seconds 10] [--connections 64] [--no-tls] [--template DIR]
+//! cargo run --release -p metal-bmc-sim --example sim_bench -- [--bmcs 1000,10000] [--seconds 10] [--connections 64] [--no-tls] [--template DIR]
 //! ```
 //!
 //! For each rack size it starts the simulator in this process and prints its resident memory

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p metal-provisioning --bin metal-provisioning
-//! cargo run --release -p metal-provisioning --example bench -- --servers 1000
+//! cargo run --release -p metal-provisioning --example provisioning_bench -- --servers 1000
 //! ```
 //!
 //! Runs the real control plane (metal-testenv), a simulated rack of N BMCs (one system each,
