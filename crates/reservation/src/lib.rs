@@ -1,7 +1,7 @@
 //! `metal-reservation`: binds ServerClaims to Servers and releases them, and keeps the taints of
 //! ServerReadinessRules on Servers. Pure Kubernetes scheduling: it never talks to a BMC.
 //!
-//! Three controllers share one set of watch caches ([`cache`]):
+//! Three controllers share one set of watch caches ([`runtime::cache`]):
 //!
 //! * **claims** ([`claim`]): bind (pick a server, compare-and-swap `serverClaimRef`, set the
 //!   claim's `serverRef`, move the server `Available` → `Reserved`, create the claim's
@@ -26,7 +26,6 @@
 //! ```
 
 pub mod args;
-pub mod cache;
 pub mod claim;
 pub mod error;
 pub mod events;
@@ -42,7 +41,6 @@ pub mod writes;
 
 pub use error::Error;
 
-use crate::cache::SharedWatch;
 use crate::events::Events;
 use crate::holds::Holds;
 use crate::matching::{FirstFit, Strategy};
@@ -54,8 +52,8 @@ use api::serverreadinessrule::ServerReadinessRule;
 use kube::api::Api;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use runtime::cache::SharedWatch;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -164,44 +162,8 @@ impl Caches {
     }
 }
 
-/// Per-object retry backoff after failed reconciles.
-#[derive(Debug, Default)]
-pub(crate) struct Backoff {
-    failures: Mutex<HashMap<String, u32>>,
-}
-
-/// Delay before retry number `failures` (1-based): 200 ms doubling up to 60 s.
-pub fn backoff_delay(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    Duration::from_millis(200u64.saturating_mul(1 << exp)).min(Duration::from_secs(60))
-}
-
-/// `d` with ±20 % jitter, so retries of many objects spread out.
-pub(crate) fn jitter(d: Duration) -> Duration {
-    d.mul_f64(0.8 + rand::random::<f64>() * 0.4)
-}
-
-impl Backoff {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
-        self.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    pub(crate) fn failed(&self, key: String) -> Duration {
-        let mut map = self.lock();
-        let n = map.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        jitter(backoff_delay(*n))
-    }
-
-    pub(crate) fn succeeded(&self, key: &str) {
-        let mut map = self.lock();
-        if !map.is_empty() {
-            map.remove(key);
-        }
-    }
-}
+pub use runtime::backoff::backoff_delay;
+pub(crate) use runtime::backoff::{Backoff, jitter};
 
 /// What every reconcile needs: client, caches, holds, metrics, events.
 pub(crate) struct Ctx {
@@ -337,21 +299,6 @@ pub fn ignored(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff_delay(1), Duration::from_millis(200));
-        assert_eq!(backoff_delay(2), Duration::from_millis(400));
-        assert_eq!(backoff_delay(5), Duration::from_millis(3200));
-        assert_eq!(backoff_delay(30), Duration::from_secs(60));
-        let b = Backoff::default();
-        let first = b.failed("x".into());
-        assert!(first >= Duration::from_millis(160) && first <= Duration::from_millis(240));
-        let second = b.failed("x".into());
-        assert!(second >= Duration::from_millis(320));
-        b.succeeded("x");
-        assert!(b.failed("x".into()) <= Duration::from_millis(240));
-    }
 
     #[test]
     fn ignore_annotation() {

@@ -143,6 +143,9 @@ pub enum Blocker {
     },
     /// Cordoned (`spec.unclaimable: true`).
     Cordoned,
+    /// Held by a ServerMaintenance (`spec.serverMaintenanceRef`), possibly between its two
+    /// writes into `Maintenance`.
+    InMaintenance,
     /// `status.powerState` is not `Off` (provisioning has not confirmed power off).
     PoweredOn {
         /// The reported power state.
@@ -199,6 +202,9 @@ pub fn check_server(
     }
     if server.is_unclaimable() {
         return Err(Blocker::Cordoned);
+    }
+    if server.spec.server_maintenance_ref.is_some() {
+        return Err(Blocker::InMaintenance);
     }
     let power = server.status.as_ref().and_then(|s| s.power_state);
     if power != Some(ServerPowerState::Off) {
@@ -322,6 +328,7 @@ pub fn summarize(target: &Target, eval: &Evaluation) -> Unbound {
     }
     let mut taken = 0;
     let mut cordoned = 0;
+    let mut in_maintenance = 0;
     let mut powered = 0;
     let mut untolerated_servers = 0;
     let mut untolerated_taints: Vec<String> = Vec::new();
@@ -330,6 +337,7 @@ pub fn summarize(target: &Target, eval: &Evaluation) -> Unbound {
         match b {
             Blocker::Taken { .. } => taken += 1,
             Blocker::Cordoned => cordoned += 1,
+            Blocker::InMaintenance => in_maintenance += 1,
             Blocker::PoweredOn { .. } => powered += 1,
             Blocker::NotAvailable { state } => {
                 *states
@@ -355,6 +363,12 @@ pub fn summarize(target: &Target, eval: &Evaluation) -> Unbound {
     }
     if cordoned > 0 {
         parts.push(format!("{cordoned} {} cordoned", is_are(cordoned)));
+    }
+    if in_maintenance > 0 {
+        parts.push(format!(
+            "{in_maintenance} {} held by a maintenance",
+            is_are(in_maintenance)
+        ));
     }
     if powered > 0 {
         parts.push(format!("{powered} {} not powered off", is_are(powered)));
@@ -434,6 +448,10 @@ fn summarize_named(name: &str, eval: &Evaluation) -> Unbound {
                 "server {name} is in state {}, not Available",
                 state.map_or("(none)".to_string(), |s| s.to_string())
             ),
+        ),
+        Blocker::InMaintenance => (
+            reasons::SERVER_NOT_AVAILABLE,
+            format!("server {name} is held by a ServerMaintenance"),
         ),
         Blocker::Cordoned => (
             reasons::SERVER_NOT_AVAILABLE,
@@ -566,6 +584,15 @@ mod tests {
         let mut s = server("a");
         s.spec.unclaimable = Some(true);
         assert_eq!(check_server(&s, &me(), &[], None), Err(Blocker::Cordoned));
+        let mut s = server("a");
+        s.spec.server_maintenance_ref = Some(api::common::ObjectReference {
+            namespace: "ops".into(),
+            name: "bios-a".into(),
+        });
+        assert_eq!(
+            check_server(&s, &me(), &[], None),
+            Err(Blocker::InMaintenance)
+        );
         let mut s = server("a");
         s.spec.server_claim_ref = Some(ImmutableObjectReference {
             namespace: "ns".into(),

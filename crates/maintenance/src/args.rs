@@ -1,0 +1,104 @@
+//! Command-line flags of `metal-maintenance` (on top of [`runtime::flags::CommonArgs`]).
+
+use crate::Config;
+use clap::Args;
+use runtime::flags::{CommonArgs, parse_duration};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Maintenance's own flags; flatten next to [`CommonArgs`].
+#[derive(Debug, Clone, Args)]
+pub struct MaintenanceArgs {
+    /// Only consider Servers matching this label selector.
+    #[arg(long, env = "METAL_SERVER_SELECTOR")]
+    pub server_selector: Option<String>,
+
+    /// Namespace of the ServerMaintenances that BIOSSettings request.
+    #[arg(
+        long,
+        env = "METAL_MAINTENANCE_NAMESPACE",
+        default_value = "metal-system"
+    )]
+    pub maintenance_namespace: String,
+
+    /// Safety resync of every object; also how often applied BIOS settings are checked for drift.
+    #[arg(long, env = "METAL_RESYNC", default_value = "10m", value_parser = parse_duration)]
+    pub resync: Duration,
+
+    /// Time from the first BIOS write to verified settings before the attempt counts as failed.
+    #[arg(long, env = "METAL_BIOS_SETTINGS_TIMEOUT", default_value = "2h", value_parser = parse_duration)]
+    pub bios_settings_timeout: Duration,
+
+    /// Time a power change or reboot may take before it is requested again.
+    #[arg(long, env = "METAL_POWER_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub power_timeout: Duration,
+
+    /// Timeout of one BMC operation.
+    #[arg(long, env = "METAL_BMC_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub bmc_timeout: Duration,
+
+    /// CA bundle (PEM file) for BMCs whose BMCSecret carries no `ca.crt`.
+    #[arg(long, env = "METAL_BMC_CA")]
+    pub bmc_ca: Option<PathBuf>,
+}
+
+impl MaintenanceArgs {
+    /// The instance configuration from these flags and the common ones.
+    pub fn config(&self, common: &CommonArgs) -> anyhow::Result<Config> {
+        let bmc_ca = match &self.bmc_ca {
+            Some(p) => Some(
+                std::fs::read(p)
+                    .map_err(|e| anyhow::anyhow!("reading --bmc-ca {}: {e}", p.display()))?,
+            ),
+            None => None,
+        };
+        Ok(Config {
+            identity: common.identity(),
+            server_selector: self.server_selector.clone().filter(|s| !s.is_empty()),
+            namespace: self.maintenance_namespace.clone(),
+            concurrency: common.concurrency.max(1),
+            resync: self.resync.max(Duration::from_secs(10)),
+            bios_settings_timeout: self.bios_settings_timeout.max(Duration::from_secs(10)),
+            power_timeout: self.power_timeout.max(Duration::from_secs(5)),
+            bmc_timeout: self.bmc_timeout.max(Duration::from_secs(1)),
+            bmc_ca,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        maintenance: MaintenanceArgs,
+    }
+
+    #[test]
+    fn flags_parse_into_a_config() {
+        let cli = Cli::try_parse_from([
+            "metal-maintenance",
+            "--server-selector=rack=r1",
+            "--maintenance-namespace=ops",
+            "--bios-settings-timeout=30m",
+            "--power-timeout=1m",
+            "--identity=pod-0",
+        ])
+        .expect("flags parse");
+        let c = cli.maintenance.config(&cli.common).expect("config");
+        assert_eq!(c.server_selector.as_deref(), Some("rack=r1"));
+        assert_eq!(c.namespace, "ops");
+        assert_eq!(c.bios_settings_timeout, Duration::from_secs(1800));
+        assert_eq!(c.power_timeout, Duration::from_secs(60));
+        assert_eq!(c.identity, "pod-0");
+        let bad =
+            Cli::try_parse_from(["metal-maintenance", "--bmc-ca=/nonexistent/ca.pem"]).unwrap();
+        let err = bad.maintenance.config(&bad.common).unwrap_err().to_string();
+        assert!(err.contains("--bmc-ca"), "{err}");
+    }
+}

@@ -1,0 +1,268 @@
+//! `metal-maintenance`: Day 2. Takes servers out of normal service through ServerMaintenance
+//! objects (owner approval, queueing, hand-back) and applies BIOSSettings inside such
+//! maintenance windows. It owns a server's BMC while the server is in `Maintenance`.
+//!
+//! Two controllers share one set of watch caches:
+//!
+//! * **maintenances** ([`servermaintenance`]): queue maintenances per server, ask the claim
+//!   owner for approval, take the server (`serverMaintenanceRef`, state `Maintenance`), hold its
+//!   power and LED, hand it back when the maintenance is deleted;
+//! * **BIOS settings** ([`bios`]): check version and validity without disturbing the server,
+//!   request a maintenance only when something must change, write pending attributes step by
+//!   step, reboot once per step, verify, release the maintenance.
+//!
+//! Each reconcile is a pipeline: read (caches) → validate → decide (pure [`plan`],
+//! [`biosplan`]) → apply ([`writes`], BMC) → status.
+
+pub mod args;
+pub mod bios;
+pub mod biosplan;
+pub mod bmc;
+pub mod error;
+pub mod events;
+pub mod plan;
+pub mod servermaintenance;
+pub mod writes;
+
+pub use error::Error;
+
+use crate::bmc::Bmcs;
+use crate::events::Events;
+use api::biossettings::BIOSSettings;
+use api::server::Server;
+use api::serverclaim::ServerClaim;
+use api::servermaintenance::ServerMaintenance;
+use kube::api::Api;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use runtime::backoff::Backoff;
+use runtime::bmc::BmcClients;
+use runtime::cache::SharedWatch;
+use runtime::metrics::ReconcileMetrics;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Configuration of one maintenance instance.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This instance's identity (events).
+    pub identity: String,
+    /// Label selector limiting the Servers this instance sees; `None` = all.
+    pub server_selector: Option<String>,
+    /// Namespace of the ServerMaintenances that BIOSSettings request.
+    pub namespace: String,
+    /// Objects reconciled at once, per controller.
+    pub concurrency: u16,
+    /// Safety resync of every object (and the drift check of applied BIOS settings).
+    pub resync: Duration,
+    /// Time allowed from the first BIOS write to verified settings before the attempt fails.
+    pub bios_settings_timeout: Duration,
+    /// Time a reboot or power change may take before it is issued again.
+    pub power_timeout: Duration,
+    /// Per-call timeout of BMC requests.
+    pub bmc_timeout: Duration,
+    /// CA bundle (PEM) for BMCs whose BMCSecret carries none.
+    pub bmc_ca: Option<Vec<u8>>,
+}
+
+impl Config {
+    /// Defaults for instance `identity`: everything in scope, maintenances in
+    /// `metal-system`, 8 at once, 10 min resync, 2 h settings timeout, 5 min power timeout.
+    pub fn new(identity: impl Into<String>) -> Self {
+        Self {
+            identity: identity.into(),
+            server_selector: None,
+            namespace: "metal-system".to_string(),
+            concurrency: 8,
+            resync: Duration::from_secs(600),
+            bios_settings_timeout: Duration::from_secs(2 * 3600),
+            power_timeout: Duration::from_secs(300),
+            bmc_timeout: Duration::from_secs(30),
+            bmc_ca: None,
+        }
+    }
+}
+
+/// The watch caches of one process.
+#[derive(Debug)]
+pub(crate) struct Caches {
+    servers: SharedWatch<Server>,
+    claims: SharedWatch<ServerClaim>,
+    maintenances: SharedWatch<ServerMaintenance>,
+    bios_settings: SharedWatch<BIOSSettings>,
+}
+
+impl Caches {
+    fn start(client: &kube::Client, config: &Config, admin: &runtime::admin::AdminState) -> Self {
+        let gate = |name: &str| {
+            let g = admin.readiness.gate(name);
+            move || g.ready()
+        };
+        let servers = match &config.server_selector {
+            Some(s) => watcher::Config::default().labels(s),
+            None => watcher::Config::default(),
+        };
+        Self {
+            servers: SharedWatch::spawn(Api::all(client.clone()), servers, gate("cache/servers")),
+            claims: SharedWatch::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                gate("cache/serverclaims"),
+            ),
+            maintenances: SharedWatch::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                gate("cache/servermaintenances"),
+            ),
+            bios_settings: SharedWatch::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                gate("cache/biossettings"),
+            ),
+        }
+    }
+
+    async fn ready(&self) {
+        self.servers.ready().await;
+        self.claims.ready().await;
+        self.maintenances.ready().await;
+        self.bios_settings.ready().await;
+    }
+}
+
+/// What every reconcile needs.
+pub(crate) struct Ctx {
+    pub(crate) client: kube::Client,
+    pub(crate) config: Arc<Config>,
+    pub(crate) caches: Arc<Caches>,
+    pub(crate) servers: Store<Server>,
+    pub(crate) claims: Store<ServerClaim>,
+    pub(crate) maintenances: Store<ServerMaintenance>,
+    pub(crate) bmcs: Arc<Bmcs>,
+    pub(crate) metrics: ReconcileMetrics,
+    pub(crate) events: Events,
+    pub(crate) backoff: Backoff,
+}
+
+impl Ctx {
+    /// Whether server `name` is this instance's: always without a server selector; with one,
+    /// only servers in the cache (a sharded instance cannot tell "missing" from "another
+    /// shard's", so it leaves objects naming unknown servers to the other instances).
+    pub(crate) fn in_scope(&self, name: &str) -> bool {
+        self.config.server_selector.is_none()
+            || self
+                .servers
+                .get(&kube::runtime::reflector::ObjectRef::new(name))
+                .is_some()
+    }
+
+    /// Every maintenance naming server `name`.
+    pub(crate) fn maintenances_of(&self, name: &str) -> Vec<Arc<ServerMaintenance>> {
+        self.maintenances
+            .state()
+            .into_iter()
+            .filter(|m| m.spec.server_ref.name == name)
+            .collect()
+    }
+}
+
+/// One maintenance instance: caches (started at once) and controllers (run while leading).
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Maintenance {
+    client: kube::Client,
+    config: Arc<Config>,
+    caches: Arc<Caches>,
+    bmcs: Arc<Bmcs>,
+    metrics: ReconcileMetrics,
+    events: Events,
+}
+
+impl std::fmt::Debug for Maintenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Maintenance")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Maintenance {
+    /// Starts the caches and registers metrics and readiness gates (`cache/...`) in `admin`.
+    pub fn start(client: kube::Client, config: Config, admin: &runtime::admin::AdminState) -> Self {
+        let caches = Arc::new(Caches::start(&client, &config, admin));
+        let metrics = ReconcileMetrics::new(&admin.metrics, "maintenance");
+        let events = Events::new(client.clone(), &config.identity);
+        let options = redfish::ClientOptions {
+            operation_timeout: config.bmc_timeout,
+            request_timeout: config.bmc_timeout.min(Duration::from_secs(15)),
+            connect_timeout: config.bmc_timeout.min(Duration::from_secs(5)),
+            max_in_flight: 1,
+            ..redfish::ClientOptions::default()
+        };
+        let bmcs = Arc::new(Bmcs::new(
+            BmcClients::new(options),
+            client.clone(),
+            config.bmc_ca.clone(),
+        ));
+        Self {
+            client,
+            config: Arc::new(config),
+            caches,
+            bmcs,
+            metrics,
+            events,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Waits until every cache has synced.
+    pub async fn ready(&self) {
+        self.caches.ready().await;
+    }
+
+    /// Runs both controllers until `shutdown`; reconciles in flight finish first.
+    pub async fn run_controllers(&self, shutdown: CancellationToken) {
+        let ctx = Arc::new(Ctx {
+            client: self.client.clone(),
+            config: self.config.clone(),
+            caches: self.caches.clone(),
+            servers: self.caches.servers.store(),
+            claims: self.caches.claims.store(),
+            maintenances: self.caches.maintenances.store(),
+            bmcs: self.bmcs.clone(),
+            metrics: self.metrics.clone(),
+            events: self.events.clone(),
+            backoff: Backoff::default(),
+        });
+        tracing::info!(identity = %self.config.identity, "maintenance controllers starting");
+        tokio::join!(
+            servermaintenance::run(ctx.clone(), &self.caches, shutdown.clone()),
+            bios::run(ctx, &self.caches, shutdown),
+        );
+        tracing::info!("maintenance controllers stopped");
+    }
+
+    /// Runs the controllers until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        self.run_controllers(shutdown).await;
+    }
+}
+
+/// Whether the user asked controllers to leave this object alone
+/// (`metal.ironcore.dev/operation: ignore`).
+pub fn ignored(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(api::constants::OPERATION_ANNOTATION))
+        .is_some_and(|v| v == api::constants::Operation::Ignore.as_str())
+}
+
+/// Now, as a Kubernetes timestamp.
+pub(crate) fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
+}

@@ -1,0 +1,72 @@
+//! `metal-maintenance`: takes servers into maintenance and applies
+//! BIOS settings in maintenance windows. See the crate README for flags and deployment.
+
+use anyhow::Context as _;
+use clap::Parser;
+use metal_maintenance::Maintenance;
+use metal_maintenance::args::MaintenanceArgs;
+use runtime::admin::{self, AdminState};
+use runtime::flags::CommonArgs;
+use runtime::lease::{self, LeaseParams};
+use runtime::metrics::LeaderMetrics;
+
+/// Command line of `metal-maintenance`.
+#[derive(Debug, Parser)]
+#[command(name = "metal-maintenance", version, about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    maintenance: MaintenanceArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    runtime::logging::init(&cli.common.log_level, cli.common.log_format)?;
+    let config = cli.maintenance.config(&cli.common)?;
+    tracing::info!(?config, "starting metal-maintenance");
+
+    let shutdown = runtime::shutdown::on_signal();
+    let state = AdminState::default();
+    let (addr, admin_task) = admin::serve(cli.common.admin_addr, state.clone(), shutdown.clone())
+        .await
+        .context("starting the admin server")?;
+    tracing::info!(%addr, "admin server listening");
+
+    let client = cli
+        .common
+        .client()
+        .await
+        .context("building the Kubernetes client")?;
+    let maintenance = Maintenance::start(client.clone(), config.clone(), &state);
+
+    if cli.common.leader_elect {
+        let params = LeaseParams::new(
+            cli.common
+                .lease_name
+                .clone()
+                .unwrap_or_else(|| "metal-maintenance".to_string()),
+            cli.common.lease_namespace(),
+            config.identity.clone(),
+            cli.common.lease_duration,
+        );
+        let handle = lease::spawn(client, params, Some(LeaderMetrics::new(&state.metrics)));
+        let health = state.health.clone();
+        let result = lease::run_while_leading(handle, shutdown.clone(), move |token| {
+            let maintenance = maintenance.clone();
+            async move { maintenance.run_controllers(token).await }
+        })
+        .await;
+        if let Err(e) = result {
+            health.fail(e.to_string());
+            return Err(e).context("leader election");
+        }
+    } else {
+        maintenance.run(shutdown.clone()).await;
+    }
+    shutdown.cancel();
+    let _ = admin_task.await;
+    tracing::info!("metal-maintenance stopped");
+    Ok(())
+}

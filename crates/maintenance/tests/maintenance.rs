@@ -1,0 +1,562 @@
+//! metal-maintenance against a real control plane and the BMC simulator: ServerMaintenance
+//! (take, approval, queue, hand-back, power) and BIOSSettings (no-op, apply in maintenance,
+//! rejected values).
+
+use api::biossettings::{BIOSSettings, BIOSSettingsState};
+use api::server::{Server, ServerState};
+use api::serverclaim::ServerClaim;
+use api::servermaintenance::{ServerMaintenance, ServerMaintenanceState};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use metal_bmc_sim::{BmcInfo, GroupSpec, Knobs, PowerState, RackSpec, SimHandle, Simulator};
+use metal_maintenance::{Config, Maintenance};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const T: Duration = Duration::from_secs(60);
+const SHARD: &str = "test.metal.ironcore.dev/shard";
+
+struct Harness {
+    client: kube::Client,
+    ns: String,
+    sim: SimHandle,
+    bmcs: Vec<BmcInfo>,
+    servers: Vec<(String, String)>,
+    stop: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < T,
+            "timed out after {T:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl Harness {
+    /// A simulated rack of `count` BMCs, their BMC/BMCSecret/Server objects (servers Available,
+    /// powered off), and metal-maintenance running in-process for them.
+    async fn new(prefix: &str, base: &str, count: usize) -> Harness {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+        let (client, ns) = testenv::setup(prefix).await;
+        let sim = Simulator::start(RackSpec {
+            base_address: base.parse().unwrap(),
+            port: 0,
+            tls: true,
+            groups: vec![GroupSpec {
+                count,
+                password: Some("sim-password".into()),
+                knobs: Knobs {
+                    power_delay_ms: 200,
+                    ..Knobs::default()
+                },
+                ..GroupSpec::default()
+            }],
+            ..RackSpec::default()
+        })
+        .await
+        .expect("simulator");
+        let bmcs = sim.bmcs();
+        let shard = testenv::unique_name(prefix);
+        let mut servers = Vec::new();
+        for (i, b) in bmcs.iter().enumerate() {
+            let base = format!("{shard}-{i}");
+            let sys = &b.systems[0];
+            create(
+                &client,
+                json!({
+                    "apiVersion": api::API_VERSION, "kind": "BMCSecret",
+                    "metadata": { "name": base },
+                    "stringData": { "username": b.username, "password": b.password,
+                                    "ca.crt": b.ca_pem.clone().unwrap_or_default() },
+                }),
+                Api::<api::bmcsecret::BMCSecret>::all(client.clone()),
+            )
+            .await;
+            create(&client, json!({
+                "apiVersion": api::API_VERSION, "kind": "BMC",
+                "metadata": { "name": base },
+                "spec": { "access": { "ip": b.ip.to_string() }, "bmcSecretRef": { "name": base },
+                          "protocol": { "name": "Redfish", "port": b.port, "scheme": "https" } },
+            }), Api::<api::bmc::BMC>::all(client.clone())).await;
+            let name = format!("{base}-srv");
+            create(
+                &client,
+                json!({
+                    "apiVersion": api::API_VERSION, "kind": "Server",
+                    "metadata": { "name": name, "labels": { SHARD: shard } },
+                    "spec": { "systemUUID": sys.uuid.clone().unwrap_or_default().to_lowercase(),
+                              "systemURI": sys.path, "bmcRef": { "name": base } },
+                }),
+                Api::<Server>::all(client.clone()),
+            )
+            .await;
+            set_state(&client, &name, "Available", "metal-discovery").await;
+            servers.push((name, sys.id.clone()));
+        }
+        let mut config = Config::new("test");
+        config.server_selector = Some(format!("{SHARD}={shard}"));
+        config.namespace = ns.name.clone();
+        config.resync = Duration::from_secs(30);
+        let admin = runtime::admin::AdminState::default();
+        let m = Maintenance::start(client.clone(), config, &admin);
+        let stop = CancellationToken::new();
+        tokio::spawn(m.run(stop.clone()));
+        Harness {
+            client,
+            ns: ns.name,
+            sim,
+            bmcs,
+            servers,
+            stop,
+        }
+    }
+
+    fn server_name(&self, i: usize) -> &str {
+        &self.servers[i].0
+    }
+
+    async fn server(&self, i: usize) -> Server {
+        Api::<Server>::all(self.client.clone())
+            .get(self.server_name(i))
+            .await
+            .unwrap()
+    }
+
+    fn system(&self, i: usize) -> metal_bmc_sim::SystemState {
+        self.sim.system_state(i, &self.servers[i].1).unwrap()
+    }
+
+    /// `POST ComputerSystem.Reset` requests the BMC of server `i` received.
+    fn resets(&self, i: usize) -> u64 {
+        let path = &self.bmcs[i].systems[0].path;
+        self.sim
+            .request_counts(i)
+            .unwrap()
+            .get("POST", &format!("{path}/Actions/ComputerSystem.Reset"))
+    }
+
+    fn sms(&self) -> Api<ServerMaintenance> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn create_sm(&self, name: &str, server: usize, spec: Value) {
+        let mut spec = spec;
+        spec["serverRef"] = json!({ "name": self.server_name(server) });
+        create(
+            &self.client,
+            json!({
+                "apiVersion": api::API_VERSION, "kind": "ServerMaintenance",
+                "metadata": { "name": name, "namespace": self.ns }, "spec": spec,
+            }),
+            self.sms(),
+        )
+        .await;
+    }
+
+    async fn sm_state(&self, name: &str) -> Option<(Option<ServerMaintenanceState>, String)> {
+        let sm = self.sms().get_opt(name).await.unwrap()?;
+        let status = sm.status.unwrap_or_default();
+        let reason = api::conditions::get(&status.conditions, "Maintenance")
+            .map(|c| c.reason.clone())
+            .unwrap_or_default();
+        Some((status.state, reason))
+    }
+
+    async fn wait_server(&self, i: usize, state: ServerState, held: bool) -> Server {
+        eventually(&format!("server {i} {state} held={held}"), || async {
+            let s = self.server(i).await;
+            (s.state() == Some(state) && s.spec.server_maintenance_ref.is_some() == held)
+                .then_some(s)
+        })
+        .await
+    }
+
+    /// Plays reservation: a claim bound to server `i`, the server Reserved.
+    async fn bind(&self, i: usize, claim: &str) {
+        let claims: Api<ServerClaim> = Api::namespaced(self.client.clone(), &self.ns);
+        create(&self.client, json!({
+            "apiVersion": api::API_VERSION, "kind": "ServerClaim",
+            "metadata": { "name": claim, "namespace": self.ns },
+            "spec": { "power": "On", "image": "img", "serverRef": { "name": self.server_name(i) } },
+        }), claims).await;
+        Api::<Server>::all(self.client.clone())
+            .patch(
+                self.server_name(i),
+                &PatchParams::apply("metal-reservation").force(),
+                &Patch::Apply(json!({
+                    "apiVersion": api::API_VERSION, "kind": "Server",
+                    "metadata": { "name": self.server_name(i) },
+                    "spec": { "serverClaimRef": { "namespace": self.ns, "name": claim } },
+                })),
+            )
+            .await
+            .unwrap();
+        set_state(
+            &self.client,
+            self.server_name(i),
+            "Reserved",
+            "metal-reservation",
+        )
+        .await;
+    }
+
+    async fn claim_label(&self, claim: &str, label: &str) -> Option<String> {
+        let claims: Api<ServerClaim> = Api::namespaced(self.client.clone(), &self.ns);
+        claims
+            .get(claim)
+            .await
+            .unwrap()
+            .metadata
+            .labels?
+            .get(label)
+            .cloned()
+    }
+
+    fn bios(&self) -> Api<BIOSSettings> {
+        Api::all(self.client.clone())
+    }
+
+    async fn create_bios(&self, name: &str, server: usize, settings: Value, policy: &str) {
+        create(
+            &self.client,
+            json!({
+                "apiVersion": api::API_VERSION, "kind": "BIOSSettings",
+                "metadata": { "name": name },
+                "spec": {
+                    "version": "", "serverRef": { "name": self.server_name(server) },
+                    "serverMaintenancePolicy": policy,
+                    "settingsFlow": [{ "name": "main", "priority": 1, "settings": settings }],
+                },
+            }),
+            self.bios(),
+        )
+        .await;
+    }
+
+    async fn wait_bios(&self, name: &str, state: BIOSSettingsState) -> BIOSSettings {
+        let mut last = None;
+        let found = tokio::time::timeout(T, async {
+            loop {
+                let b = self.bios().get(name).await.unwrap();
+                if b.status.as_ref().and_then(|s| s.state) == Some(state) {
+                    return b;
+                }
+                last = Some(b);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| {
+            panic!(
+                "BIOSSettings {name} not {state} after {T:?}: {:#?}",
+                last.map(|b| b.status)
+            )
+        })
+    }
+}
+
+async fn create<K>(_client: &kube::Client, v: Value, api: Api<K>)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
+{
+    let o: K = serde_json::from_value(v).unwrap();
+    api.create(&PostParams::default(), &o).await.unwrap();
+}
+
+async fn set_state(client: &kube::Client, name: &str, state: &str, manager: &str) {
+    Api::<Server>::all(client.clone())
+        .patch_status(
+            name,
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(json!({
+                "apiVersion": api::API_VERSION, "kind": "Server",
+                "metadata": { "name": name }, "status": { "state": state, "powerState": "Off" },
+            })),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn available_server_is_taken_powered_and_handed_back() {
+    let h = Harness::new("mnt-take", "127.41.0.1", 1).await;
+    h.create_sm(
+        "m1",
+        0,
+        json!({ "policy": "Enforced", "serverPower": "On" }),
+    )
+    .await;
+    let s = h.wait_server(0, ServerState::Maintenance, true).await;
+    let r = s.spec.server_maintenance_ref.unwrap();
+    assert_eq!(
+        (r.namespace.as_str(), r.name.as_str()),
+        (h.ns.as_str(), "m1")
+    );
+    eventually("power On on the BMC", || async {
+        (h.system(0).power_state == PowerState::On).then_some(())
+    })
+    .await;
+    eventually("InMaintenance with power reached", || async {
+        let sm = h.sms().get("m1").await.unwrap();
+        let st = sm.status.unwrap_or_default();
+        let power = api::conditions::get(&st.conditions, "ServerPower")?
+            .reason
+            .clone();
+        (st.state == Some(ServerMaintenanceState::InMaintenance) && power == "PowerReached")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(h.resets(0), 1, "power on requested exactly once");
+
+    h.sms()
+        .delete("m1", &DeleteParams::default())
+        .await
+        .unwrap();
+    h.wait_server(0, ServerState::Available, false).await;
+    eventually("maintenance gone", || async {
+        h.sm_state("m1").await.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(h.resets(0), 1, "hand-back sends nothing to the BMC");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claimed_server_waits_for_the_owners_approval_and_returns_reserved() {
+    let h = Harness::new("mnt-approve", "127.41.1.1", 1).await;
+    h.bind(0, "c1").await;
+    h.create_sm("m1", 0, json!({ "policy": "OwnerApproval" }))
+        .await;
+    eventually("approval requested on the claim", || async {
+        h.claim_label("c1", api::constants::MAINTENANCE_NEEDED_LABEL)
+            .await
+            .filter(|v| v == "true")
+    })
+    .await;
+    eventually("maintenance waits for approval", || async {
+        let (state, reason) = h.sm_state("m1").await?;
+        (state == Some(ServerMaintenanceState::Pending) && reason == "WaitingForApproval")
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        h.server(0).await.state(),
+        Some(ServerState::Reserved),
+        "not taken without approval"
+    );
+
+    let claims: Api<ServerClaim> = Api::namespaced(h.client.clone(), &h.ns);
+    claims
+        .patch(
+            "c1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": { "labels": { api::constants::MAINTENANCE_APPROVED_LABEL: "true" } }
+            })),
+        )
+        .await
+        .unwrap();
+    h.wait_server(0, ServerState::Maintenance, true).await;
+
+    h.sms()
+        .delete("m1", &DeleteParams::default())
+        .await
+        .unwrap();
+    let back = h.wait_server(0, ServerState::Reserved, false).await;
+    assert!(
+        back.spec.server_claim_ref.is_some(),
+        "still bound to its claim"
+    );
+    eventually("maintenance-needed label removed", || async {
+        h.claim_label("c1", api::constants::MAINTENANCE_NEEDED_LABEL)
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn maintenances_of_one_server_queue_by_priority() {
+    let h = Harness::new("mnt-queue", "127.41.2.1", 1).await;
+    h.create_sm("low", 0, json!({ "policy": "Enforced", "priority": 1 }))
+        .await;
+    h.wait_server(0, ServerState::Maintenance, true).await;
+    h.create_sm("high", 0, json!({ "policy": "Enforced", "priority": 9 }))
+        .await;
+    h.create_sm("mid", 0, json!({ "policy": "Enforced", "priority": 5 }))
+        .await;
+    eventually("later ones queued", || async {
+        let (_, a) = h.sm_state("high").await?;
+        let (_, b) = h.sm_state("mid").await?;
+        (a == "Queued" && b == "Queued").then_some(())
+    })
+    .await;
+    // The holder keeps the server; then the highest priority goes next.
+    h.sms()
+        .delete("low", &DeleteParams::default())
+        .await
+        .unwrap();
+    let s = eventually("high takes over", || async {
+        let s = h.server(0).await;
+        (s.spec.server_maintenance_ref.as_ref()?.name == "high"
+            && s.state() == Some(ServerState::Maintenance))
+        .then_some(s)
+    })
+    .await;
+    assert_eq!(s.spec.server_maintenance_ref.unwrap().name, "high");
+    assert_eq!(h.sm_state("mid").await.unwrap().1, "Queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bios_settings_in_place_need_no_maintenance() {
+    let h = Harness::new("mnt-bios-noop", "127.41.3.1", 1).await;
+    let current = h.system(0);
+    assert!(current.bios_pending.is_empty());
+    // Whatever the simulator runs now is already applied.
+    let client = redfish_client(&h, 0);
+    let bios = client.bios(&h.bmcs[0].systems[0].path).await.unwrap();
+    let value = bios
+        .attributes
+        .get("ProcVirtualization")
+        .unwrap()
+        .to_string();
+    h.create_bios(
+        "noop",
+        0,
+        json!({ "ProcVirtualization": value.trim_matches('"') }),
+        "Enforced",
+    )
+    .await;
+    let b = h.wait_bios("noop", BIOSSettingsState::Applied).await;
+    assert!(
+        b.spec.server_maintenance_ref.is_none(),
+        "no maintenance requested"
+    );
+    assert!(
+        h.sms()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(h.resets(0), 0);
+    assert_eq!(h.server(0).await.state(), Some(ServerState::Available));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bios_settings_are_applied_in_a_maintenance_window() {
+    let h = Harness::new("mnt-bios", "127.41.4.1", 1).await;
+    let client = redfish_client(&h, 0);
+    let path = h.bmcs[0].systems[0].path.clone();
+    let before = client.bios(&path).await.unwrap().attributes;
+    let want = if before.get("ProcVirtualization").and_then(|v| v.as_str()) == Some("Enabled") {
+        "Disabled"
+    } else {
+        "Enabled"
+    };
+    h.create_bios(
+        "apply",
+        0,
+        json!({ "ProcVirtualization": want, "WatchdogTimeout": "20" }),
+        "Enforced",
+    )
+    .await;
+    // It asks for a maintenance and the server goes into it.
+    h.wait_server(0, ServerState::Maintenance, true).await;
+    let b = h.wait_bios("apply", BIOSSettingsState::Applied).await;
+    let after = client.bios(&path).await.unwrap().attributes;
+    assert_eq!(
+        after.get("ProcVirtualization").and_then(|v| v.as_str()),
+        Some(want)
+    );
+    assert_eq!(
+        after.get("WatchdogTimeout").and_then(|v| v.as_i64()),
+        Some(20)
+    );
+    let st = b.status.unwrap();
+    assert_eq!(st.flow_state.len(), 1);
+    assert_eq!(st.flow_state[0].state, Some(BIOSSettingsState::Applied));
+    assert!(st.last_applied_time.is_some());
+    assert_eq!(h.resets(0), 1, "one power action applies the step");
+    // The maintenance is released and the server handed back.
+    h.wait_server(0, ServerState::Available, false).await;
+    eventually("maintenance deleted", || async {
+        h.sms()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        h.bios()
+            .get("apply")
+            .await
+            .unwrap()
+            .spec
+            .server_maintenance_ref
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rejected_bios_values_fail_without_touching_the_server() {
+    let h = Harness::new("mnt-bios-bad", "127.41.5.1", 1).await;
+    h.create_bios("bad", 0, json!({ "BootMode": "Floppy" }), "Enforced")
+        .await;
+    let b = h.wait_bios("bad", BIOSSettingsState::Failed).await;
+    let st = b.status.unwrap();
+    let c = api::conditions::get(&st.conditions, "SettingsValidationFailed").unwrap();
+    assert!(c.message.contains("BootMode"), "{}", c.message);
+    assert!(
+        h.sms()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(h.server(0).await.state(), Some(ServerState::Available));
+    assert_eq!(h.resets(0), 0);
+}
+
+fn redfish_client(h: &Harness, i: usize) -> redfish::Client {
+    let b = &h.bmcs[i];
+    let ep = redfish::BmcEndpoint::parse(&b.address)
+        .unwrap()
+        .with_ca_bundle_pem(b.ca_pem.as_deref().unwrap_or_default().as_bytes())
+        .unwrap();
+    redfish::Client::new(
+        ep,
+        redfish::Credentials::new(b.username.as_str(), b.password.as_str()),
+        redfish::ClientOptions::default(),
+    )
+    .unwrap()
+}
