@@ -43,6 +43,8 @@ fn build_binaries() -> anyhow::Result<()> {
             "metal-reservation",
             "-p",
             "metal-provisioning",
+            "-p",
+            "metal-maintenance",
             "--bins",
         ])
         .current_dir(testenv::repo_root())
@@ -113,6 +115,7 @@ pub async fn run() -> anyhow::Result<()> {
         ),
         Process::start(&site, "reservation", e2e::reservation_args(&site)),
         Process::start(&site, "provisioning", e2e::provisioning_args(&site, &rack)),
+        Process::start(&site, "maintenance", e2e::maintenance_args(&site, &rack)),
     ];
     for p in &procs {
         println!("metal-{}: admin http://{} ", p.name, p.admin);
@@ -173,12 +176,49 @@ pub async fn run() -> anyhow::Result<()> {
     );
 
     println!(
-        "\nThe rack keeps running ({:.0?} so far). Use it:\n\n  export KUBECONFIG={}\n  {} get servers,bmcs -o wide\n  {} -n {} get serverclaims\n\nPress Ctrl-C to stop.",
+        "\n== day 2: BIOSSettings ProcVirtualization=Disabled for {name} (maintenance window, one reboot)"
+    );
+    let day2_started = Instant::now();
+    let settings: Api<api::biossettings::BIOSSettings> = Api::all(site.client.clone());
+    let bios: api::biossettings::BIOSSettings = serde_json::from_value(json!({
+        "apiVersion": api::API_VERSION, "kind": "BIOSSettings",
+        "metadata": { "name": format!("{name}-virtualization") },
+        "spec": {
+            "version": "", "serverRef": { "name": name },
+            "serverMaintenancePolicy": "Enforced",
+            "settingsFlow": [{ "name": "virtualization", "priority": 1,
+                               "settings": { "ProcVirtualization": "Disabled" } }],
+        },
+    }))?;
+    settings.create(&Default::default(), &bios).await?;
+    e2e::eventually("the BIOS settings", e2e::LONG, async || {
+        let b = settings.get(&format!("{name}-virtualization")).await.ok()?;
+        (b.status?.state? == api::biossettings::BIOSSettingsState::Applied).then_some(())
+    })
+    .await;
+    let s = e2e::eventually("the hand-back", e2e::LONG, async || {
+        let s = e2e::server_by_name(&site, &name).await;
+        s.spec.server_maintenance_ref.is_none().then_some(s)
+    })
+    .await;
+    println!(
+        "  applied in {:.1?}; BIOS now reports {:?}; {name} is {} again",
+        day2_started.elapsed(),
+        rack.sim
+            .system_state(bmc, &sys)?
+            .bios_changed
+            .get("ProcVirtualization"),
+        e2e::state(&s)
+    );
+
+    println!(
+        "\nThe rack keeps running ({:.0?} so far). Use it:\n\n  export KUBECONFIG={}\n  {} get servers,bmcs -o wide\n  {} -n {} get serverclaims,servermaintenances\n  {} get biossettings\n\nPress Ctrl-C to stop.",
         started.elapsed(),
         cp.kubeconfig().display(),
         kubectl(),
         kubectl(),
-        site.ns
+        site.ns,
+        kubectl()
     );
     tokio::signal::ctrl_c().await?;
     drop(procs);

@@ -133,6 +133,15 @@ impl Operation {
     }
 }
 
+/// Whether an object carries `metal.ironcore.dev/operation: ignore`, the user's request that
+/// controllers leave it alone.
+pub fn ignored(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(OPERATION_ANNOTATION))
+        .is_some_and(|v| v == Operation::Ignore.as_str())
+}
+
 /// Annotation marking a Server as parked (written by the controller that parks it).
 pub const PARKED_ANNOTATION: &str = "metal.ironcore.dev/parked";
 /// Annotation on internal objects (e.g. the discovery boot configuration) created by controllers.

@@ -285,10 +285,7 @@ pub fn operation(meta: &kube::api::ObjectMeta) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// Whether the object carries `metal.ironcore.dev/operation: ignore`.
-pub fn ignored(meta: &kube::api::ObjectMeta) -> bool {
-    operation(meta) == Some(api::constants::Operation::Ignore.as_str())
-}
+pub use api::constants::ignored;
 
 /// The current time as a Kubernetes `Time`.
 pub fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {

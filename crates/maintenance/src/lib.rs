@@ -19,7 +19,6 @@ pub mod bios;
 pub mod biosplan;
 pub mod bmc;
 pub mod error;
-pub mod events;
 pub mod plan;
 pub mod servermaintenance;
 pub mod writes;
@@ -27,7 +26,6 @@ pub mod writes;
 pub use error::Error;
 
 use crate::bmc::Bmcs;
-use crate::events::Events;
 use api::biossettings::BIOSSettings;
 use api::server::Server;
 use api::serverclaim::ServerClaim;
@@ -38,13 +36,14 @@ use kube::runtime::watcher;
 use runtime::backoff::Backoff;
 use runtime::bmc::BmcClients;
 use runtime::cache::SharedWatch;
+use runtime::events::Events;
 use runtime::metrics::ReconcileMetrics;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Configuration of one maintenance instance.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// This instance's identity (events).
     pub identity: String,
@@ -81,6 +80,22 @@ impl Config {
             bmc_timeout: Duration::from_secs(30),
             bmc_ca: None,
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("identity", &self.identity)
+            .field("server_selector", &self.server_selector)
+            .field("namespace", &self.namespace)
+            .field("concurrency", &self.concurrency)
+            .field("resync", &self.resync)
+            .field("bios_settings_timeout", &self.bios_settings_timeout)
+            .field("power_timeout", &self.power_timeout)
+            .field("bmc_timeout", &self.bmc_timeout)
+            .field("bmc_ca_bytes", &self.bmc_ca.as_ref().map(Vec::len))
+            .finish()
     }
 }
 
@@ -192,7 +207,7 @@ impl Maintenance {
     pub fn start(client: kube::Client, config: Config, admin: &runtime::admin::AdminState) -> Self {
         let caches = Arc::new(Caches::start(&client, &config, admin));
         let metrics = ReconcileMetrics::new(&admin.metrics, "maintenance");
-        let events = Events::new(client.clone(), &config.identity);
+        let events = Events::new(client.clone(), writes::FIELD_MANAGER, &config.identity);
         let options = redfish::ClientOptions {
             operation_timeout: config.bmc_timeout,
             request_timeout: config.bmc_timeout.min(Duration::from_secs(15)),
@@ -253,14 +268,7 @@ impl Maintenance {
     }
 }
 
-/// Whether the user asked controllers to leave this object alone
-/// (`metal.ironcore.dev/operation: ignore`).
-pub fn ignored(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
-    meta.annotations
-        .as_ref()
-        .and_then(|a| a.get(api::constants::OPERATION_ANNOTATION))
-        .is_some_and(|v| v == api::constants::Operation::Ignore.as_str())
-}
+pub use api::constants::ignored;
 
 /// Now, as a Kubernetes timestamp.
 pub(crate) fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {

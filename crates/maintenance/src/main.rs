@@ -7,8 +7,7 @@ use metal_maintenance::Maintenance;
 use metal_maintenance::args::MaintenanceArgs;
 use runtime::admin::{self, AdminState};
 use runtime::flags::CommonArgs;
-use runtime::lease::{self, LeaseParams};
-use runtime::metrics::LeaderMetrics;
+use runtime::lease;
 
 /// Command line of `metal-maintenance`.
 #[derive(Debug, Parser)]
@@ -39,34 +38,23 @@ async fn main() -> anyhow::Result<()> {
         .client()
         .await
         .context("building the Kubernetes client")?;
-    let maintenance = Maintenance::start(client.clone(), config.clone(), &state);
+    let maintenance = Maintenance::start(client.clone(), config, &state);
 
-    if cli.common.leader_elect {
-        let params = LeaseParams::new(
-            cli.common
-                .lease_name
-                .clone()
-                .unwrap_or_else(|| "metal-maintenance".to_string()),
-            cli.common.lease_namespace(),
-            config.identity.clone(),
-            cli.common.lease_duration,
-        );
-        let handle = lease::spawn(client, params, Some(LeaderMetrics::new(&state.metrics)));
-        let health = state.health.clone();
-        let result = lease::run_while_leading(handle, shutdown.clone(), move |token| {
+    let result = lease::lead_or_run(
+        &cli.common,
+        "metal-maintenance",
+        client,
+        &state,
+        shutdown.clone(),
+        move |token| {
             let maintenance = maintenance.clone();
             async move { maintenance.run_controllers(token).await }
-        })
-        .await;
-        if let Err(e) = result {
-            health.fail(e.to_string());
-            return Err(e).context("leader election");
-        }
-    } else {
-        maintenance.run(shutdown.clone()).await;
-    }
+        },
+    )
+    .await;
     shutdown.cancel();
     let _ = admin_task.await;
+    result.context("leader election")?;
     tracing::info!("metal-maintenance stopped");
     Ok(())
 }

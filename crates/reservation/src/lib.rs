@@ -226,7 +226,7 @@ impl Reservation {
     pub fn start(client: kube::Client, config: Config, admin: &runtime::admin::AdminState) -> Self {
         let caches = Arc::new(Caches::start(&client, &config, admin));
         let metrics = ReservationMetrics::register(&admin.metrics, caches.claims.store());
-        let events = Events::new(client.clone(), &config.identity);
+        let events = Events::new(client.clone(), writes::FIELD_MANAGER, &config.identity);
         let holds = Arc::new(Holds::new(config.binding_lock_timeout));
         Self {
             client,
@@ -287,14 +287,7 @@ impl Reservation {
     }
 }
 
-/// Whether the user asked controllers to leave this object alone
-/// (`metal.ironcore.dev/operation: ignore`).
-pub fn ignored(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
-    meta.annotations
-        .as_ref()
-        .and_then(|a| a.get(api::constants::OPERATION_ANNOTATION))
-        .is_some_and(|v| v == api::constants::Operation::Ignore.as_str())
-}
+pub use api::constants::ignored;
 
 #[cfg(test)]
 mod tests {

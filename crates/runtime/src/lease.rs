@@ -443,6 +443,42 @@ async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {
     }
 }
 
+/// What a controller's `main` does after start-up: with `--leader-elect`, runs `work` only while
+/// this replica holds the Lease (default name `default_lease`); without, runs it at once. Both
+/// until `shutdown`. A lease failure also fails `/healthz`, so the pod is restarted.
+pub async fn lead_or_run<F, Fut>(
+    common: &crate::flags::CommonArgs,
+    default_lease: &str,
+    client: kube::Client,
+    state: &crate::admin::AdminState,
+    shutdown: CancellationToken,
+    mut work: F,
+) -> Result<(), LeaseError>
+where
+    F: FnMut(CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    if !common.leader_elect {
+        work(shutdown).await;
+        return Ok(());
+    }
+    let params = LeaseParams::new(
+        common
+            .lease_name
+            .clone()
+            .unwrap_or_else(|| default_lease.to_string()),
+        common.lease_namespace(),
+        common.identity(),
+        common.lease_duration,
+    );
+    let handle = spawn(client, params, Some(LeaderMetrics::new(&state.metrics)));
+    let result = run_while_leading(handle, shutdown, work).await;
+    if let Err(e) = &result {
+        state.health.fail(e.to_string());
+    }
+    result
+}
+
 /// Runs `work` whenever this replica leads, until `shutdown`.
 ///
 /// `work` receives a token that is cancelled when leadership is lost or on shutdown; it must

@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The controllers run as processes.
-pub const CONTROLLERS: &[&str] = &["discovery", "reservation", "provisioning"];
+pub const CONTROLLERS: &[&str] = &["discovery", "reservation", "provisioning", "maintenance"];
 
 /// Path of a workspace binary built next to this test binary (`cargo test --workspace` builds
 /// every binary of the workspace).
@@ -499,6 +499,18 @@ pub fn provisioning_args(site: &Site, rack: &Rack) -> Vec<String> {
         format!("--bmc-ca-file={}", rack.ca_file.display()),
         format!("--insecure-registry={}", rack.images.host),
         "--resync-interval=20s".into(),
+    ]);
+    a
+}
+
+/// `metal-maintenance` for the site and rack (maintenances requested in the site namespace).
+pub fn maintenance_args(site: &Site, rack: &Rack) -> Vec<String> {
+    let mut a = common_args(site);
+    a.extend([
+        format!("--server-selector={}", site.selector()),
+        format!("--maintenance-namespace={}", site.ns),
+        format!("--bmc-ca={}", rack.ca_file.display()),
+        "--power-timeout=30s".into(),
     ]);
     a
 }

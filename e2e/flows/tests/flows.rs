@@ -8,7 +8,7 @@ use e2e::{
     Process, Rack, Site, bound_server, claim, default_group, eventually, server_by_name, servers,
     shared_tree, sim_system, state, wait_states,
 };
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -62,6 +62,10 @@ fn start_all(site: &Site, rack: &Rack, inspection: &str) -> BTreeMap<&'static st
         (
             "provisioning",
             Process::start(site, "provisioning", e2e::provisioning_args(site, rack)),
+        ),
+        (
+            "maintenance",
+            Process::start(site, "maintenance", e2e::maintenance_args(site, rack)),
         ),
     ]
     .into()
@@ -168,6 +172,10 @@ async fn discover_claim_boot_release() {
     assert_eq!(code, 404, "unknown MAC");
     let _ = mac;
 
+    // Day 2 on the claimed server: BIOS settings need a maintenance window, which the claim's
+    // owner approves; the server comes back Reserved to its claim with the settings applied.
+    bios_settings_with_owner_approval(&site, &rack, &name, "web-0").await;
+
     // Release: deleting the claim powers the server off (BMC-confirmed) and returns it.
     let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
     claims
@@ -218,6 +226,83 @@ async fn discover_claim_boot_release() {
                 .join("\n")
         );
     }
+}
+
+/// Applies a BIOSSettings to the claimed server `name`: maintenance is asked on the claim,
+/// approved, the setting written and the server rebooted once, then handed back `Reserved`.
+async fn bios_settings_with_owner_approval(site: &Site, rack: &Rack, name: &str, claim: &str) {
+    use api::biossettings::BIOSSettings;
+    let server = server_by_name(site, name).await;
+    let (bmc, sys, _, _) = sim_system(rack, &server);
+    let resets_before = power_on_resets(rack, bmc);
+    let settings: Api<BIOSSettings> = Api::all(site.client.clone());
+    let bios_name = format!("{name}-virtualization");
+    let bs: BIOSSettings = serde_json::from_value(json!({
+        "apiVersion": api::API_VERSION, "kind": "BIOSSettings",
+        "metadata": { "name": bios_name },
+        "spec": {
+            "version": "", "serverRef": { "name": name },
+            "serverMaintenancePolicy": "OwnerApproval",
+            "settingsFlow": [{ "name": "virtualization", "priority": 1,
+                               "settings": { "ProcVirtualization": "Disabled" } }],
+        },
+    }))
+    .expect("biossettings");
+    settings
+        .create(&Default::default(), &bs)
+        .await
+        .expect("create biossettings");
+    let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    eventually("maintenance asked on the claim", LONG, async || {
+        let c = claims.get(claim).await.ok()?;
+        c.metadata
+            .labels?
+            .get(api::constants::MAINTENANCE_NEEDED_LABEL)
+            .filter(|v| *v == "true")
+            .map(|_| ())
+    })
+    .await;
+    assert_eq!(
+        state(&server_by_name(site, name).await),
+        "Reserved",
+        "nothing happens before approval"
+    );
+    claims
+        .patch(
+            claim,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {
+                api::constants::MAINTENANCE_APPROVED_LABEL: "true"
+            }}})),
+        )
+        .await
+        .expect("approve");
+    eventually("BIOSSettings Applied", LONG, async || {
+        let b = settings.get(&bios_name).await.ok()?;
+        (b.status?.state? == api::biossettings::BIOSSettingsState::Applied).then_some(())
+    })
+    .await;
+    let applied = rack
+        .sim
+        .system_state(bmc, &sys)
+        .expect("state")
+        .bios_changed;
+    assert_eq!(
+        applied.get("ProcVirtualization"),
+        Some(&json!("Disabled")),
+        "{applied:?}"
+    );
+    let back = eventually("server back to its claim", LONG, async || {
+        let s = server_by_name(site, name).await;
+        (state(&s) == "Reserved" && s.spec.server_maintenance_ref.is_none()).then_some(s)
+    })
+    .await;
+    assert!(back.spec.server_claim_ref.is_some());
+    assert_eq!(
+        power_on_resets(rack, bmc) - resets_before,
+        1,
+        "one reboot applied the setting"
+    );
 }
 
 /// Metric names (`metal_...`) used in a text.

@@ -20,6 +20,7 @@ fn every_kustomization_builds() {
         "discovery",
         "reservation",
         "provisioning",
+        "maintenance",
         "monitoring",
         "default",
         "overlays/example-site",
@@ -35,7 +36,7 @@ fn the_site_overlay_has_every_part() {
     let all = docs(&out);
     let count = |kind: &str| all.iter().filter(|d| d["kind"] == kind).count();
     assert_eq!(count("CustomResourceDefinition"), 17);
-    assert_eq!(count("Deployment"), 3, "one Deployment per controller");
+    assert_eq!(count("Deployment"), 4, "one Deployment per controller");
     assert!(count("ServiceMonitor") >= 1 && count("PrometheusRule") >= 1);
     for d in all.iter().filter(|d| d["kind"] == "Deployment") {
         let c = &d["spec"]["template"]["spec"]["containers"][0];
@@ -58,6 +59,15 @@ fn the_site_overlay_has_every_part() {
     let args = discovery["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
     assert!(
         args.contains("--inspection=in-band"),
+        "overlay patch applied: {args}"
+    );
+    let maintenance = all
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "metal-maintenance")
+        .expect("maintenance");
+    let args = maintenance["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--bios-settings-timeout=3h"),
         "overlay patch applied: {args}"
     );
     for role in all

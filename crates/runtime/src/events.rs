@@ -1,12 +1,11 @@
-//! Kubernetes Events for what an operator wants to see in `kubectl describe`: maintenance
-//! taken and handed back, approval asked, BIOS settings written and applied.
+//! Kubernetes Events for what an operator wants to see in `kubectl describe`.
 //!
 //! Events are published in the background: a slow or failing event write never delays work.
 
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-/// Publishes events as `metal-maintenance`.
+/// Publishes events as one controller.
 #[derive(Clone)]
 pub struct Events {
     recorder: Recorder,
@@ -19,13 +18,13 @@ impl std::fmt::Debug for Events {
 }
 
 impl Events {
-    /// A publisher reporting as `metal-maintenance`, instance `identity`.
-    pub fn new(client: kube::Client, identity: &str) -> Self {
+    /// A publisher reporting as `controller` (its field manager name), instance `identity`.
+    pub fn new(client: kube::Client, controller: &str, identity: &str) -> Self {
         Self {
             recorder: Recorder::new(
                 client,
                 Reporter {
-                    controller: crate::writes::FIELD_MANAGER.to_string(),
+                    controller: controller.to_string(),
                     instance: Some(identity.to_string()),
                 },
             ),
