@@ -451,7 +451,9 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
     record.last_transition_time = now();
     conditions::remove(&mut flow.conditions, ct::REBOOT_POST_UPDATE);
     flow.conditions.push(record);
-    write_status(ctx, bs, &status).await?;
+    status.observed_generation = bs.metadata.generation;
+    let value = serde_json::to_value(&status).unwrap_or_default();
+    writes::apply_status_if_unchanged(&api(ctx), bs, value).await?;
     let sent = if power == Some(PowerState::On) {
         bmc.restart(&system, false).await
     } else {

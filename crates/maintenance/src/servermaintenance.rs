@@ -292,12 +292,13 @@ async fn write_conditions(
     if !changed {
         return Ok(());
     }
-    writes::apply_status(
-        &sm_api(ctx, sm),
-        &sm.name_any(),
-        json!({"state": state, "conditions": list}),
-    )
-    .await?;
+    let status = json!({"state": state, "conditions": list});
+    if fresh_power_record {
+        // A record before a side effect: only from an up-to-date read.
+        writes::apply_status_if_unchanged(&sm_api(ctx, sm), sm, status).await?;
+    } else {
+        writes::apply_status(&sm_api(ctx, sm), &sm.name_any(), status).await?;
+    }
     Ok(())
 }
 

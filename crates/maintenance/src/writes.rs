@@ -130,6 +130,32 @@ where
     .await
 }
 
+/// Applies `status` to `object` only if the object has not changed since it was read (its
+/// `resourceVersion` rides along as a precondition; a stale read gets 409). Records written
+/// before a side effect go through here: a reconcile working from an outdated cache cannot
+/// record, and therefore cannot send, a second request.
+pub async fn apply_status_if_unchanged<K>(
+    api: &Api<K>,
+    object: &K,
+    status: Value,
+) -> Result<K, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    let name = object.name_any();
+    let body = json!({
+        "apiVersion": API_VERSION,
+        "kind": K::kind(&()),
+        "metadata": {"name": name, "resourceVersion": resource_version(object)?},
+        "status": status,
+    });
+    call(
+        format!("recording in the status of {} {name}", K::kind(&())),
+        api.patch_status(&name, &apply_params(), &Patch::Apply(&body)),
+    )
+    .await
+}
+
 /// Applies metadata and spec fields (`patch`: a partial object without apiVersion/kind).
 pub async fn apply<K>(api: &Api<K>, name: &str, mut patch: Value) -> Result<K, Error>
 where

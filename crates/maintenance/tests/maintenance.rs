@@ -23,6 +23,7 @@ struct Harness {
     sim: SimHandle,
     bmcs: Vec<BmcInfo>,
     servers: Vec<(String, String)>,
+    config: Config,
     stop: CancellationToken,
 }
 
@@ -120,18 +121,25 @@ impl Harness {
         config.server_selector = Some(format!("{SHARD}={shard}"));
         config.namespace = ns.name.clone();
         config.resync = Duration::from_secs(30);
-        let admin = runtime::admin::AdminState::default();
-        let m = Maintenance::start(client.clone(), config, &admin);
-        let stop = CancellationToken::new();
-        tokio::spawn(m.run(stop.clone()));
-        Harness {
+        let h = Harness {
             client,
             ns: ns.name,
             sim,
             bmcs,
             servers,
-            stop,
-        }
+            config,
+            stop: CancellationToken::new(),
+        };
+        h.spawn(h.stop.clone());
+        h
+    }
+
+    /// Starts a metal-maintenance instance (its own caches) running until `stop`; aborting
+    /// the returned task kills it at whatever await point it is in.
+    fn spawn(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let admin = runtime::admin::AdminState::default();
+        let m = Maintenance::start(self.client.clone(), self.config.clone(), &admin);
+        tokio::spawn(m.run(stop))
     }
 
     fn server_name(&self, i: usize) -> &str {
@@ -545,6 +553,130 @@ async fn rejected_bios_values_fail_without_touching_the_server() {
     );
     assert_eq!(h.server(0).await.state(), Some(ServerState::Available));
     assert_eq!(h.resets(0), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_at_random_points_the_bios_flow_reboots_once() {
+    let mut h = Harness::new("mnt-kill", "127.41.6.1", 2).await;
+    // The instance Harness::new started is stopped; instances below are killed instead. A
+    // kill between recording a reboot and sending it costs one power timeout.
+    h.stop.cancel();
+    h.config.power_timeout = Duration::from_secs(5);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..2 {
+        h.create_bios(
+            &format!("kill-{i}"),
+            i,
+            json!({ "ProcVirtualization": "Disabled" }),
+            "Enforced",
+        )
+        .await;
+    }
+    let start = Instant::now();
+    let mut kills = 0;
+    loop {
+        let task = h.spawn(CancellationToken::new());
+        let live = Duration::from_millis(40 + rand::random::<u64>() % 260);
+        tokio::time::sleep(live).await;
+        let mut done = 0;
+        for i in 0..2 {
+            let b = h.bios().get(&format!("kill-{i}")).await.unwrap();
+            if b.status.and_then(|s| s.state) == Some(BIOSSettingsState::Applied) {
+                done += 1;
+            }
+        }
+        if done == 2 {
+            task.abort();
+            break;
+        }
+        task.abort();
+        let _ = task.await;
+        kills += 1;
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "not applied after {kills} kills"
+        );
+    }
+    // A last instance cleans up (releases the maintenances) after the final kill.
+    let last = CancellationToken::new();
+    let _last = h.spawn(last.clone());
+    let _stop_last = last.drop_guard();
+    for i in 0..2 {
+        h.wait_server(i, ServerState::Available, false).await;
+        assert_eq!(
+            h.resets(i),
+            1,
+            "server {i}: one reboot despite {kills} kills"
+        );
+        let bios = h.system(i).bios_changed;
+        assert_eq!(bios.get("ProcVirtualization"), Some(&json!("Disabled")));
+    }
+    eventually("maintenances deleted", || async {
+        h.sms()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert!(kills >= 2, "the flow was interrupted ({kills} kills)");
+}
+
+/// Two instances without a Lease (a split brain, or one reading a stale cache) react to the
+/// same events at once: records before side effects carry a precondition, so only one of them
+/// reboots each server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_at_once_send_each_request_once() {
+    let h = Harness::new("mnt-twin", "127.41.7.1", 4).await;
+    let twin = CancellationToken::new();
+    let _twin = h.spawn(twin.clone());
+    let _stop_twin = twin.drop_guard();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..3 {
+        h.create_bios(
+            &format!("twin-{i}"),
+            i,
+            json!({ "ProcVirtualization": "Disabled" }),
+            "Enforced",
+        )
+        .await;
+    }
+    h.create_sm(
+        "twin-power",
+        3,
+        json!({ "policy": "Enforced", "serverPower": "On" }),
+    )
+    .await;
+    for i in 0..3 {
+        h.wait_bios(&format!("twin-{i}"), BIOSSettingsState::Applied)
+            .await;
+        h.wait_server(i, ServerState::Available, false).await;
+        assert_eq!(h.resets(i), 1, "server {i}: one reboot from two instances");
+    }
+    let reached = tokio::time::timeout(T, async {
+        loop {
+            let sm = h.sms().get("twin-power").await.unwrap();
+            let st = sm.status.clone().unwrap_or_default();
+            if api::conditions::get(&st.conditions, "ServerPower")
+                .is_some_and(|c| c.reason == "PowerReached")
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    if reached.is_err() {
+        let sm = h.sms().get("twin-power").await.unwrap();
+        panic!(
+            "power not reached: {:#?} {:?}",
+            sm.status,
+            h.system(3).power_state
+        );
+    }
+    assert_eq!(h.resets(3), 1, "one power-on from two instances");
 }
 
 fn redfish_client(h: &Harness, i: usize) -> redfish::Client {
