@@ -202,12 +202,14 @@ pub async fn run() -> anyhow::Result<()> {
     })
     .await;
     println!(
-        "  applied in {:.1?}; BIOS now reports {:?}; {name} is {} again",
+        "  applied in {:.1?}; the BIOS reports ProcVirtualization={}; {name} is {} again",
         day2_started.elapsed(),
         rack.sim
             .system_state(bmc, &sys)?
             .bios_changed
-            .get("ProcVirtualization"),
+            .get("ProcVirtualization")
+            .and_then(|v| v.as_str())
+            .unwrap_or("(unchanged)"),
         e2e::state(&s)
     );
 
