@@ -29,6 +29,10 @@ pub struct MaintenanceArgs {
     #[arg(long, env = "METAL_BIOS_SETTINGS_TIMEOUT", default_value = "2h", value_parser = parse_duration)]
     pub bios_settings_timeout: Duration,
 
+    /// Time from starting a firmware update to the new version running before the attempt fails.
+    #[arg(long, env = "METAL_FIRMWARE_TIMEOUT", default_value = "2h", value_parser = parse_duration)]
+    pub firmware_timeout: Duration,
+
     /// Time a power change or reboot may take before it is requested again.
     #[arg(long, env = "METAL_POWER_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub power_timeout: Duration,
@@ -59,6 +63,7 @@ impl MaintenanceArgs {
             concurrency: common.concurrency.max(1),
             resync: self.resync.max(Duration::from_secs(10)),
             bios_settings_timeout: self.bios_settings_timeout.max(Duration::from_secs(10)),
+            firmware_timeout: self.firmware_timeout.max(Duration::from_secs(10)),
             power_timeout: self.power_timeout.max(Duration::from_secs(5)),
             bmc_timeout: self.bmc_timeout.max(Duration::from_secs(1)),
             bmc_ca,

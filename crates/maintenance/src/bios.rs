@@ -10,23 +10,18 @@
 //! all steps are applied or the object failed.
 
 use crate::biosplan::{self, DEFAULT_MAX_ATTEMPTS};
-use crate::{Caches, Ctx, Error, ignored, now, plan, writes};
+use crate::{Caches, Ctx, Error, now, plan, window, writes};
 use api::biossettings::{
     BIOSSettings, BIOSSettingsFlowStatus, BIOSSettingsState, BIOSSettingsStatus,
 };
-use api::common::ServerMaintenancePolicy;
-use api::conditions::{self, ConditionStatus};
-use api::constants::{OPERATION_ANNOTATION, Operation, condition_types as ct, finalizers, reasons};
+use api::conditions;
+use api::constants::{condition_types as ct, reasons};
 use api::server::Server;
-use api::servermaintenance::ServerMaintenance;
-use futures::StreamExt as _;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::ResourceExt as _;
+use kube::api::Api;
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource as _, ResourceExt as _};
 use redfish::models::{AttributeValue, ComputerSystem, PowerState};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,123 +36,33 @@ pub const BMC_CONDITION: &str = "BMCReachable";
 const POLL: Duration = Duration::from_secs(2);
 
 pub(crate) async fn run(ctx: Arc<Ctx>, caches: &Caches, shutdown: CancellationToken) {
-    let store = caches.bios_settings.store();
-    let by_server = store.clone();
-    Controller::for_shared_stream(caches.bios_settings.applied(), store)
-        .watches_shared_stream(caches.servers.touched(), move |server| {
-            let name = server.name_any();
-            by_server
-                .state()
-                .iter()
-                .filter(|b| b.spec.server_ref.as_ref().is_some_and(|r| r.name == name))
-                .map(|b| ObjectRef::from_obj(b.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .watches_shared_stream(caches.maintenances.touched(), |sm| {
-            sm.owner_references()
-                .iter()
-                .filter(|o| o.kind == "BIOSSettings")
-                .map(|o| ObjectRef::<BIOSSettings>::new(&o.name))
-                .collect::<Vec<_>>()
-        })
-        .with_config(
-            kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
-        )
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "bios settings controller");
-            }
-        })
-        .await;
-}
-
-fn error_policy(bs: Arc<BIOSSettings>, error: &Error, ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(biossettings = %bs.name_any(), error = %error, "reconciling BIOSSettings failed");
-    Action::requeue(ctx.backoff.failed(format!("bios/{}", bs.name_any())))
-}
-
-async fn reconcile(bs: Arc<BIOSSettings>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    ctx.caches.ready().await;
-    let timer = ctx.metrics.start("BIOSSettings");
-    let result = reconcile_one(&bs, &ctx).await;
-    match &result {
-        Ok(_) => {
-            timer.success();
-            ctx.backoff.succeeded(&format!("bios/{}", bs.name_any()));
-        }
-        Err(e) => timer.failure(e.reason()),
-    }
-    result
+    window::run(
+        ctx,
+        &caches.bios_settings,
+        caches,
+        shutdown,
+        |bs: Arc<BIOSSettings>, ctx: Arc<Ctx>| async move { reconcile_one(&bs, &ctx).await },
+    )
+    .await;
 }
 
 fn api(ctx: &Ctx) -> Api<BIOSSettings> {
     Api::all(ctx.client.clone())
 }
 
-fn condition(bs: &BIOSSettings, type_: &str, ok: bool, reason: &str, message: &str) -> Condition {
-    conditions::new(
-        type_,
-        ConditionStatus::from(ok),
-        reason,
-        message,
-        bs.metadata.generation,
-        now(),
-    )
-}
-
-/// Name of the maintenance a BIOSSettings requests.
-pub fn maintenance_name(bs: &BIOSSettings) -> String {
-    format!("bios-{}", bs.name_any())
-}
-
 async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
-    if ignored(&bs.metadata) {
-        return Ok(Action::await_change());
+    if let Some(done) = window::prologue(ctx, bs).await? {
+        return Ok(done);
     }
-    if let Some(r) = &bs.spec.server_ref
-        && !ctx.in_scope(&r.name)
-    {
-        return Ok(Action::await_change());
-    }
-    let name = bs.name_any();
-    let has_finalizer = bs
-        .finalizers()
-        .iter()
-        .any(|f| f == finalizers::BIOS_SETTINGS);
-    if bs.metadata.deletion_timestamp.is_some() {
-        if has_finalizer {
-            release_maintenance(ctx, bs).await?;
-            writes::set_finalizer(&api(ctx), &name, finalizers::BIOS_SETTINGS, false).await?;
-        }
-        return Ok(Action::await_change());
-    }
-    if !has_finalizer {
-        let current = bs.spec.server_maintenance_ref.clone();
-        apply_own(
-            ctx,
-            bs,
-            current
-                .as_ref()
-                .map(|r| (r.namespace.as_str(), r.name.as_str())),
-        )
-        .await?;
-        return Ok(Action::await_change());
-    }
-
     let mut status = bs.status.clone().unwrap_or_default();
     let state = status.state;
-    let retry_requested = bs
-        .annotations()
-        .get(OPERATION_ANNOTATION)
-        .is_some_and(|v| v == Operation::Retry.as_str());
+    let retry_requested = window::retry_requested(bs);
     if retry_requested {
         if state == Some(BIOSSettingsState::Failed) {
             status = restart(bs, &status, 0);
             conditions::set(
                 &mut status.conditions,
-                condition(
+                window::condition(
                     bs,
                     ct::RETRY_OF_FAILED_RESOURCE_ISSUED,
                     true,
@@ -167,25 +72,14 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
             );
             write_status(ctx, bs, &status).await?;
         }
-        let body = json!({"metadata": {"annotations": {OPERATION_ANNOTATION: null}}});
-        writes::call(
-            format!("removing the retry annotation of {name}"),
-            api(ctx).patch(&name, &PatchParams::default(), &Patch::Merge(&body)),
-        )
-        .await?;
+        window::clear_retry(ctx, bs).await?;
         return Ok(Action::await_change());
     }
-    let new_spec = status.observed_generation != bs.metadata.generation;
-    if new_spec
-        && matches!(
-            state,
-            Some(BIOSSettingsState::Applied | BIOSSettingsState::Failed)
-        )
-    {
-        status = restart(bs, &status, 0);
-    }
+    // Failed is sticky until the retry annotation; Applied is re-checked against the BMC on
+    // every reconcile, so a changed spec needs no generation bookkeeping (our own writes of
+    // spec.serverMaintenanceRef bump the generation too).
     if status.state == Some(BIOSSettingsState::Failed) {
-        release_maintenance(ctx, bs).await?;
+        window::release(ctx, bs).await?;
         return Ok(Action::await_change());
     }
 
@@ -224,7 +118,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
         Err(e) => {
             conditions::set(
                 &mut status.conditions,
-                condition(bs, BMC_CONDITION, false, e.reason(), &e.to_string()),
+                window::condition(bs, BMC_CONDITION, false, e.reason(), &e.to_string()),
             );
             write_status(ctx, bs, &status).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
@@ -232,7 +126,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
     };
     conditions::set(
         &mut status.conditions,
-        condition(bs, BMC_CONDITION, true, "Reachable", "the BMC answered"),
+        window::condition(bs, BMC_CONDITION, true, "Reachable", "the BMC answered"),
     );
     let wanted = bs.spec.template.version.as_str();
     if !biosplan::version_matches(wanted, facts.version.as_deref()) {
@@ -242,14 +136,14 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
         );
         conditions::set(
             &mut status.conditions,
-            condition(bs, VERSION_CONDITION, false, "VersionMismatch", &msg),
+            window::condition(bs, VERSION_CONDITION, false, "VersionMismatch", &msg),
         );
-        release_maintenance(ctx, bs).await?;
+        window::release(ctx, bs).await?;
         return pending_with(ctx, bs, status).await;
     }
     conditions::set(
         &mut status.conditions,
-        condition(
+        window::condition(
             bs,
             VERSION_CONDITION,
             true,
@@ -296,7 +190,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
     };
 
     // Something must change: that needs the server in maintenance.
-    let Some(sm_key) = ensure_maintenance(ctx, bs).await? else {
+    let Some(sm_key) = window::ensure(ctx, bs).await? else {
         status.state = Some(BIOSSettingsState::Pending);
         return pending_with(ctx, bs, status).await;
     };
@@ -304,7 +198,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
         status.state = Some(BIOSSettingsState::Pending);
         conditions::set(
             &mut status.conditions,
-            condition(
+            window::condition(
                 bs,
                 ct::SERVER_MAINTENANCE_WAITING,
                 true,
@@ -322,10 +216,15 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
 
     // In maintenance: the attempt's clock.
     if status.state != Some(BIOSSettingsState::InProgress) {
+        // A new attempt: records of an earlier one must not hold this one back.
+        for f in &mut status.flow_state {
+            conditions::remove(&mut f.conditions, ct::REBOOT_POST_UPDATE);
+            conditions::remove(&mut f.conditions, ct::SETTINGS_UPDATE_ISSUED);
+        }
         status.state = Some(BIOSSettingsState::InProgress);
         conditions::set(
             &mut status.conditions,
-            condition(
+            window::condition(
                 bs,
                 ct::SETTINGS_UPDATE_START_TIME,
                 true,
@@ -335,7 +234,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
         );
     }
     let started = conditions::get(&status.conditions, ct::SETTINGS_UPDATE_START_TIME)
-        .map(|c| age(&c.last_transition_time))
+        .map(|c| window::age(&c.last_transition_time))
         .unwrap_or_default();
     if biosplan::timed_out(started, ctx.config.bios_settings_timeout) {
         let failed = status.failed_attempts.unwrap_or(0) + 1;
@@ -355,7 +254,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
             next.state = Some(BIOSSettingsState::Pending);
             conditions::set(
                 &mut next.conditions,
-                condition(
+                window::condition(
                     bs,
                     ct::SETTINGS_TIMED_OUT,
                     true,
@@ -393,7 +292,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
                 let names: Vec<_> = applied.changed.keys().cloned().collect();
                 conditions::set(
                     &mut flow.conditions,
-                    condition(
+                    window::condition(
                         bs,
                         ct::SETTINGS_UPDATE_ISSUED,
                         true,
@@ -411,7 +310,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
             Err(e) => {
                 conditions::set(
                     &mut status.conditions,
-                    condition(
+                    window::condition(
                         bs,
                         BMC_CONDITION,
                         false,
@@ -429,7 +328,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
 
     // Pending and still differing: the BIOS takes them at the next boot.
     let reboot_age = conditions::get(&flow.conditions, ct::REBOOT_POST_UPDATE)
-        .map(|c| age(&c.last_transition_time));
+        .map(|c| window::age(&c.last_transition_time));
     if reboot_age.is_some_and(|a| a < ctx.config.power_timeout) {
         write_status(ctx, bs, &status).await?;
         return Ok(Action::requeue(POLL));
@@ -441,7 +340,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
         "power on"
     };
     // Recorded before it is sent: a restarted controller waits instead of rebooting again.
-    let mut record = condition(
+    let mut record = window::condition(
         bs,
         ct::REBOOT_POST_UPDATE,
         true,
@@ -472,13 +371,6 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
         ),
     }
     Ok(Action::requeue(POLL))
-}
-
-fn age(t: &Time) -> Duration {
-    let secs = k8s_openapi::jiff::Timestamp::now()
-        .duration_since(t.0)
-        .as_secs();
-    Duration::from_secs(secs.max(0) as u64)
 }
 
 /// A fresh attempt: steps and their records cleared, top-level conditions kept.
@@ -601,9 +493,9 @@ async fn pending(
 ) -> Result<Action, Error> {
     conditions::set(
         &mut status.conditions,
-        condition(bs, "ServerFound", false, reason, msg),
+        window::condition(bs, "ServerFound", false, reason, msg),
     );
-    release_maintenance(ctx, bs).await?;
+    window::release(ctx, bs).await?;
     pending_with(ctx, bs, status).await
 }
 
@@ -628,11 +520,11 @@ async fn fail(
     status.state = Some(BIOSSettingsState::Failed);
     conditions::set(
         &mut status.conditions,
-        condition(bs, type_, true, reason, msg),
+        window::condition(bs, type_, true, reason, msg),
     );
     write_status(ctx, bs, &status).await?;
     ctx.events.warning(bs, reason, msg.to_string());
-    release_maintenance(ctx, bs).await?;
+    window::release(ctx, bs).await?;
     Ok(Action::await_change())
 }
 
@@ -646,7 +538,7 @@ async fn applied(
         status.last_applied_time = Some(now());
         conditions::set(
             &mut status.conditions,
-            condition(
+            window::condition(
                 bs,
                 ct::VERIFY_SETTINGS_POST_UPDATE,
                 true,
@@ -662,119 +554,7 @@ async fn applied(
         );
     }
     write_status(ctx, bs, &status).await?;
-    release_maintenance(ctx, bs).await?;
+    window::release(ctx, bs).await?;
     // The resync doubles as the drift check.
     Ok(Action::requeue(ctx.config.resync))
-}
-
-/// The maintenance this object works under, requested if needed. `None` while the request is
-/// being recorded (the next reconcile continues).
-async fn ensure_maintenance(ctx: &Ctx, bs: &BIOSSettings) -> Result<Option<plan::Key>, Error> {
-    if let Some(r) = &bs.spec.server_maintenance_ref {
-        let exists = ctx
-            .maintenances
-            .get(&ObjectRef::new(&r.name).within(&r.namespace))
-            .is_some();
-        if exists {
-            return Ok(Some((r.namespace.clone(), r.name.clone())));
-        }
-    }
-    let ns = ctx.config.namespace.clone();
-    let name = maintenance_name(bs);
-    let owner = bs
-        .controller_owner_ref(&())
-        .expect("BIOSSettings has a name and uid");
-    let server = bs
-        .spec
-        .server_ref
-        .as_ref()
-        .map(|r| r.name.clone())
-        .unwrap_or_default();
-    let policy = bs
-        .spec
-        .template
-        .server_maintenance_policy
-        .unwrap_or(ServerMaintenancePolicy::OwnerApproval);
-    let sm: ServerMaintenance = serde_json::from_value(json!({
-        "apiVersion": api::API_VERSION, "kind": "ServerMaintenance",
-        "metadata": {
-            "name": name, "namespace": ns, "ownerReferences": [owner],
-            "annotations": { api::constants::REASON_ANNOTATION: format!("BIOSSettings {}", bs.name_any()) },
-        },
-        "spec": { "serverRef": { "name": server }, "policy": policy },
-    }))
-    .expect("a valid ServerMaintenance");
-    let sms: Api<ServerMaintenance> = Api::namespaced(ctx.client.clone(), &ns);
-    match writes::call(
-        format!("creating ServerMaintenance {ns}/{name}"),
-        sms.create(&PostParams::default(), &sm),
-    )
-    .await
-    {
-        Ok(_) => ctx.events.normal(
-            bs,
-            reasons::SERVER_MAINTENANCE_CREATED,
-            format!("requested maintenance {ns}/{name} ({policy})"),
-        ),
-        // Already there (an earlier reconcile created it): adopt it below.
-        Err(Error::Conflict { .. }) => {}
-        Err(e) => return Err(e),
-    }
-    apply_own(ctx, bs, Some((&ns, &name))).await?;
-    Ok(None)
-}
-
-/// Deletes the maintenance this object requested (only one it owns) and clears the reference.
-async fn release_maintenance(ctx: &Ctx, bs: &BIOSSettings) -> Result<(), Error> {
-    let Some(r) = &bs.spec.server_maintenance_ref else {
-        return Ok(());
-    };
-    let uid = bs.uid().unwrap_or_default();
-    let sms: Api<ServerMaintenance> = Api::namespaced(ctx.client.clone(), &r.namespace);
-    let owned = ctx
-        .maintenances
-        .get(&ObjectRef::new(&r.name).within(&r.namespace))
-        .is_some_and(|sm| sm.owner_references().iter().any(|o| o.uid == uid));
-    if owned {
-        match writes::call(
-            format!("deleting ServerMaintenance {}/{}", r.namespace, r.name),
-            sms.delete(&r.name, &DeleteParams::default()),
-        )
-        .await
-        {
-            Ok(_) => ctx.events.normal(
-                bs,
-                reasons::SERVER_MAINTENANCE_DELETED,
-                format!("released maintenance {}/{}", r.namespace, r.name),
-            ),
-            Err(Error::Kube { source, .. }) if crate::error::status_code(&source) == Some(404) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if bs.metadata.deletion_timestamp.is_none() {
-        apply_own(ctx, bs, None).await?;
-    }
-    Ok(())
-}
-
-/// Applies everything maintenance owns on a BIOSSettings outside its status: our finalizer and
-/// `spec.serverMaintenanceRef`. Always both: an apply that omits a field its manager owns
-/// removes it.
-async fn apply_own(
-    ctx: &Ctx,
-    bs: &BIOSSettings,
-    maintenance: Option<(&str, &str)>,
-) -> Result<(), Error> {
-    let reference = maintenance.map(|(ns, name)| json!({"namespace": ns, "name": name}));
-    let mut spec = json!({});
-    if let Some(r) = reference {
-        spec["serverMaintenanceRef"] = r;
-    }
-    writes::apply(
-        &api(ctx),
-        &bs.name_any(),
-        json!({"metadata": {"finalizers": [finalizers::BIOS_SETTINGS]}, "spec": spec}),
-    )
-    .await?;
-    Ok(())
 }

@@ -19,14 +19,17 @@ pub mod bios;
 pub mod biosplan;
 pub mod bmc;
 pub mod error;
+pub mod firmware;
 pub mod plan;
 pub mod servermaintenance;
+pub mod window;
 pub mod writes;
 
 pub use error::Error;
 
 use crate::bmc::Bmcs;
 use api::biossettings::BIOSSettings;
+use api::biosversion::BIOSVersion;
 use api::server::Server;
 use api::serverclaim::ServerClaim;
 use api::servermaintenance::ServerMaintenance;
@@ -57,6 +60,8 @@ pub struct Config {
     pub resync: Duration,
     /// Time allowed from the first BIOS write to verified settings before the attempt fails.
     pub bios_settings_timeout: Duration,
+    /// Time from starting a firmware update to the new version running before the attempt fails.
+    pub firmware_timeout: Duration,
     /// Time a reboot or power change may take before it is issued again.
     pub power_timeout: Duration,
     /// Per-call timeout of BMC requests.
@@ -67,7 +72,8 @@ pub struct Config {
 
 impl Config {
     /// Defaults for instance `identity`: everything in scope, maintenances in
-    /// `metal-system`, 8 at once, 10 min resync, 2 h settings timeout, 5 min power timeout.
+    /// `metal-system`, 8 at once, 10 min resync, 2 h settings and firmware timeouts, 5 min power
+    /// timeout.
     pub fn new(identity: impl Into<String>) -> Self {
         Self {
             identity: identity.into(),
@@ -76,6 +82,7 @@ impl Config {
             concurrency: 8,
             resync: Duration::from_secs(600),
             bios_settings_timeout: Duration::from_secs(2 * 3600),
+            firmware_timeout: Duration::from_secs(2 * 3600),
             power_timeout: Duration::from_secs(300),
             bmc_timeout: Duration::from_secs(30),
             bmc_ca: None,
@@ -92,6 +99,7 @@ impl std::fmt::Debug for Config {
             .field("concurrency", &self.concurrency)
             .field("resync", &self.resync)
             .field("bios_settings_timeout", &self.bios_settings_timeout)
+            .field("firmware_timeout", &self.firmware_timeout)
             .field("power_timeout", &self.power_timeout)
             .field("bmc_timeout", &self.bmc_timeout)
             .field("bmc_ca_bytes", &self.bmc_ca.as_ref().map(Vec::len))
@@ -106,6 +114,7 @@ pub(crate) struct Caches {
     claims: SharedWatch<ServerClaim>,
     maintenances: SharedWatch<ServerMaintenance>,
     bios_settings: SharedWatch<BIOSSettings>,
+    bios_versions: SharedWatch<BIOSVersion>,
 }
 
 impl Caches {
@@ -135,6 +144,11 @@ impl Caches {
                 watcher::Config::default(),
                 gate("cache/biossettings"),
             ),
+            bios_versions: SharedWatch::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                gate("cache/biosversions"),
+            ),
         }
     }
 
@@ -143,6 +157,7 @@ impl Caches {
         self.claims.ready().await;
         self.maintenances.ready().await;
         self.bios_settings.ready().await;
+        self.bios_versions.ready().await;
     }
 }
 
@@ -257,7 +272,8 @@ impl Maintenance {
         tracing::info!(identity = %self.config.identity, "maintenance controllers starting");
         tokio::join!(
             servermaintenance::run(ctx.clone(), &self.caches, shutdown.clone()),
-            bios::run(ctx, &self.caches, shutdown),
+            bios::run(ctx.clone(), &self.caches, shutdown.clone()),
+            firmware::run(ctx, &self.caches, shutdown),
         );
         tracing::info!("maintenance controllers stopped");
     }

@@ -3,6 +3,7 @@
 //! rejected values).
 
 use api::biossettings::{BIOSSettings, BIOSSettingsState};
+use api::biosversion::{BIOSVersion, VersionState};
 use api::server::{Server, ServerState};
 use api::serverclaim::ServerClaim;
 use api::servermaintenance::{ServerMaintenance, ServerMaintenanceState};
@@ -55,6 +56,11 @@ impl Harness {
     /// A simulated rack of `count` BMCs, their BMC/BMCSecret/Server objects (servers Available,
     /// powered off), and metal-maintenance running in-process for them.
     async fn new(prefix: &str, base: &str, count: usize) -> Harness {
+        Self::with(prefix, base, count, Knobs::default()).await
+    }
+
+    /// [`Harness::new`] with simulator knobs (power transitions always take 200 ms).
+    async fn with(prefix: &str, base: &str, count: usize, knobs: Knobs) -> Harness {
         if std::env::var_os("RUST_LOG").is_some() {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -71,7 +77,7 @@ impl Harness {
                 password: Some("sim-password".into()),
                 knobs: Knobs {
                     power_delay_ms: 200,
-                    ..Knobs::default()
+                    ..knobs
                 },
                 ..GroupSpec::default()
             }],
@@ -265,24 +271,7 @@ impl Harness {
     }
 
     async fn wait_bios(&self, name: &str, state: BIOSSettingsState) -> BIOSSettings {
-        let mut last = None;
-        let found = tokio::time::timeout(T, async {
-            loop {
-                let b = self.bios().get(name).await.unwrap();
-                if b.status.as_ref().and_then(|s| s.state) == Some(state) {
-                    return b;
-                }
-                last = Some(b);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await;
-        found.unwrap_or_else(|_| {
-            panic!(
-                "BIOSSettings {name} not {state} after {T:?}: {:#?}",
-                last.map(|b| b.status)
-            )
-        })
+        wait_state(self.bios(), name, state, |b| b.status.as_ref()?.state).await
     }
 }
 
@@ -292,6 +281,28 @@ where
 {
     let o: K = serde_json::from_value(v).unwrap();
     api.create(&PostParams::default(), &o).await.unwrap();
+}
+
+/// Waits until object `name` is in `want` (by `state_of`); on timeout panics with its last
+/// status.
+async fn wait_state<K, S>(api: Api<K>, name: &str, want: S, state_of: impl Fn(&K) -> Option<S>) -> K
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    S: PartialEq + std::fmt::Display,
+{
+    let mut last = None;
+    let found = tokio::time::timeout(T, async {
+        loop {
+            let o = api.get(name).await.unwrap();
+            if state_of(&o).as_ref() == Some(&want) {
+                return o;
+            }
+            last = Some(o);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("{name} not {want} after {T:?}: {last:#?}"))
 }
 
 async fn set_state(client: &kube::Client, name: &str, state: &str, manager: &str) {
@@ -626,10 +637,10 @@ async fn killed_at_random_points_the_bios_flow_reboots_once() {
 
 /// Two instances without a Lease (a split brain, or one reading a stale cache) react to the
 /// same events at once: records before side effects carry a precondition, so only one of them
-/// reboots each server.
+/// reboots each server, powers it on, or starts its firmware update.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_at_once_send_each_request_once() {
-    let h = Harness::new("mnt-twin", "127.41.7.1", 4).await;
+    let h = Harness::with("mnt-twin", "127.41.7.1", 5, fast_tasks()).await;
     let twin = CancellationToken::new();
     let _twin = h.spawn(twin.clone());
     let _stop_twin = twin.drop_guard();
@@ -677,6 +688,125 @@ async fn two_instances_at_once_send_each_request_once() {
         );
     }
     assert_eq!(h.resets(3), 1, "one power-on from two instances");
+    h.create_version("twin-fw", 4, "3.0.1", 2).await;
+    h.wait_version("twin-fw", VersionState::Completed).await;
+    assert_eq!(h.updates(4), 1, "one SimpleUpdate from two instances");
+    assert_eq!(h.resets(4), 1, "one reboot from two instances");
+}
+
+impl Harness {
+    /// `POST ...SimpleUpdate` requests the BMC of server `i` received.
+    fn updates(&self, i: usize) -> u64 {
+        self.sim
+            .request_counts(i)
+            .unwrap()
+            .by_request
+            .iter()
+            .filter(|(k, _)| k.starts_with("POST ") && k.ends_with("UpdateService.SimpleUpdate"))
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    fn versions(&self) -> Api<BIOSVersion> {
+        Api::all(self.client.clone())
+    }
+
+    async fn create_version(&self, name: &str, server: usize, version: &str, max_attempts: i32) {
+        create(
+            &self.client,
+            json!({
+                "apiVersion": api::API_VERSION, "kind": "BIOSVersion",
+                "metadata": { "name": name },
+                "spec": {
+                    "version": version, "serverRef": { "name": self.server_name(server) },
+                    "serverMaintenancePolicy": "Enforced",
+                    "image": { "URI": format!("http://127.0.0.1:9/bios-{version}.bin") },
+                    "retryPolicy": { "maxAttempts": max_attempts },
+                },
+            }),
+            self.versions(),
+        )
+        .await;
+    }
+
+    async fn wait_version(&self, name: &str, state: VersionState) -> BIOSVersion {
+        wait_state(self.versions(), name, state, |b| b.status.as_ref()?.state).await
+    }
+}
+
+fn fast_tasks() -> Knobs {
+    Knobs {
+        task_duration_ms: 500,
+        ..Knobs::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bios_version_is_installed_through_a_task_and_one_reboot() {
+    let h = Harness::with("mnt-fw", "127.41.8.1", 1, fast_tasks()).await;
+    let before = h.system(0).bios_version;
+    assert_ne!(before.as_deref(), Some("2.5.0"));
+    h.create_version("fw", 0, "2.5.0", 2).await;
+    h.wait_server(0, ServerState::Maintenance, true).await;
+    let v = h.wait_version("fw", VersionState::Completed).await;
+    assert_eq!(h.system(0).bios_version.as_deref(), Some("2.5.0"));
+    let st = v.status.unwrap();
+    let task = st.upgrade_task.expect("task mirrored");
+    assert!(task.uri.is_some());
+    assert_eq!(
+        task.state.map(|s| s.as_str().to_string()).as_deref(),
+        Some("Completed")
+    );
+    assert_eq!(h.updates(0), 1, "one SimpleUpdate");
+    assert_eq!(h.resets(0), 1, "one reboot installs the staged image");
+    h.wait_server(0, ServerState::Available, false).await;
+    eventually("maintenance deleted", || async {
+        h.sms()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bios_version_already_running_needs_nothing() {
+    let h = Harness::with("mnt-fw-noop", "127.41.9.1", 1, fast_tasks()).await;
+    let running = h.system(0).bios_version.expect("a BIOS version");
+    h.create_version("same", 0, &running, 2).await;
+    h.wait_version("same", VersionState::Completed).await;
+    assert_eq!(h.updates(0), 0);
+    assert_eq!(h.resets(0), 0);
+    assert!(
+        h.sms()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_update_task_fails_after_its_retries() {
+    let knobs = Knobs {
+        task_fail: true,
+        ..fast_tasks()
+    };
+    let h = Harness::with("mnt-fw-fail", "127.41.10.1", 1, knobs).await;
+    h.create_version("bad", 0, "9.9.9", 1).await;
+    let v = h.wait_version("bad", VersionState::Failed).await;
+    let st = v.status.unwrap();
+    assert_eq!(st.failed_attempts, Some(2));
+    let c = api::conditions::get(&st.conditions, "VersionUpgradeCompleted").unwrap();
+    assert_eq!(c.reason, "UpgradeTaskFailed", "{}", c.message);
+    assert_eq!(h.updates(0), 2, "the first attempt and one retry");
+    assert_eq!(h.resets(0), 0, "nothing staged, nothing rebooted");
+    h.wait_server(0, ServerState::Available, false).await;
+    assert_ne!(h.system(0).bios_version.as_deref(), Some("9.9.9"));
 }
 
 fn redfish_client(h: &Harness, i: usize) -> redfish::Client {

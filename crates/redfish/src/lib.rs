@@ -49,7 +49,7 @@ pub use ops::inventory::{
 };
 pub use ops::manager_attrs::ManagerAttributeSource;
 pub use ops::power::{PowerAction, PowerOutcome, choose_reset_type};
-pub use ops::update::{SimpleUpdateRequest, TaskHandle, task_monitor_from_response};
+pub use ops::update::{SimpleUpdateRequest, TaskHandle, TaskProgress, task_monitor_from_response};
 pub use ops::vmedia::{InsertMedia, MediaOutcome};
 pub use retry::RetryPolicy;
 pub use secret::{Credentials, Secret};

@@ -31,6 +31,15 @@ pub struct SimpleUpdateRequest {
     pub force_update: Option<bool>,
 }
 
+/// One look at a running task ([`Client::task_progress`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskProgress {
+    /// Still running; the task as last reported, if the monitor shows it.
+    Running(Option<Task>),
+    /// Ended (successfully or not: see `task_state` and `task_status`).
+    Done(Task),
+}
+
 /// What a started update returned: where to follow it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskHandle {
@@ -172,6 +181,19 @@ impl Client {
             }
             tracing::info!(bmc = %self.inner.bmc, image = %req.image_uri, monitor = ?monitor, "firmware update started");
             Ok(TaskHandle { monitor, status: resp.status, messages: messages_of(&v) })
+        })
+        .await
+    }
+
+    /// Reads a task monitor once, with the vendor quirks of [`Client::wait_for_task`]: for a
+    /// controller that polls across reconciles instead of holding a connection open.
+    pub async fn task_progress(&self, monitor: &str) -> Result<TaskProgress, Error> {
+        let ctx = self.ctx();
+        self.within(&ctx, async {
+            Ok(match self.poll_task(&ctx, monitor).await? {
+                (Some(done), _) => TaskProgress::Done(done),
+                (None, running) => TaskProgress::Running(running),
+            })
         })
         .await
     }

@@ -1,0 +1,351 @@
+//! Maintenance windows requested by Day-2 objects (BIOSSettings, BIOSVersion): one
+//! ServerMaintenance `<prefix>-<name>` in the configured namespace, owned by the requester and
+//! recorded in its `spec.serverMaintenanceRef`; deleted when the requester is done, failed or
+//! deleted. A reference the user set to an existing maintenance is used and never deleted.
+
+use crate::{Caches, Ctx, Error, plan, writes};
+use api::biossettings::BIOSSettings;
+use api::biosversion::BIOSVersion;
+use api::common::{ObjectReference, ServerMaintenancePolicy};
+use api::conditions::{self, ConditionStatus};
+use api::constants::{OPERATION_ANNOTATION, Operation, finalizers, reasons};
+use api::servermaintenance::ServerMaintenance;
+use futures::StreamExt as _;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt as _};
+use runtime::cache::SharedWatch;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A cluster-scoped Day-2 object that works inside a maintenance window of one server.
+pub trait Requester:
+    Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The finalizer that releases the maintenance before the object goes.
+    const FINALIZER: &'static str;
+    /// Prefix of the maintenance's name.
+    const PREFIX: &'static str;
+    /// The server the object is about.
+    fn server(&self) -> Option<&str>;
+    /// `spec.serverMaintenanceRef`.
+    fn maintenance_ref(&self) -> Option<&ObjectReference>;
+    /// `spec.serverMaintenancePolicy` (default `OwnerApproval`).
+    fn policy(&self) -> ServerMaintenancePolicy;
+}
+
+impl Requester for BIOSSettings {
+    const FINALIZER: &'static str = finalizers::BIOS_SETTINGS;
+    const PREFIX: &'static str = "bios";
+    fn server(&self) -> Option<&str> {
+        self.spec.server_ref.as_ref().map(|r| r.name.as_str())
+    }
+    fn maintenance_ref(&self) -> Option<&ObjectReference> {
+        self.spec.server_maintenance_ref.as_ref()
+    }
+    fn policy(&self) -> ServerMaintenancePolicy {
+        self.spec
+            .template
+            .server_maintenance_policy
+            .unwrap_or(ServerMaintenancePolicy::OwnerApproval)
+    }
+}
+
+impl Requester for BIOSVersion {
+    const FINALIZER: &'static str = finalizers::BIOS_VERSION;
+    const PREFIX: &'static str = "biosversion";
+    fn server(&self) -> Option<&str> {
+        self.spec.server_ref.as_ref().map(|r| r.name.as_str())
+    }
+    fn maintenance_ref(&self) -> Option<&ObjectReference> {
+        self.spec.server_maintenance_ref.as_ref()
+    }
+    fn policy(&self) -> ServerMaintenancePolicy {
+        self.spec
+            .template
+            .server_maintenance_policy
+            .unwrap_or(ServerMaintenancePolicy::OwnerApproval)
+    }
+}
+
+/// Runs the controller of requester kind `K`: triggered by its objects, by changes of their
+/// servers and of the maintenances they own; with reconcile metrics, per-object backoff and
+/// the caches synced before the first reconcile.
+pub(crate) async fn run<K, F, Fut>(
+    ctx: Arc<Ctx>,
+    objects: &SharedWatch<K>,
+    caches: &Caches,
+    shutdown: CancellationToken,
+    reconcile_one: F,
+) where
+    K: Requester,
+    F: Fn(Arc<K>, Arc<Ctx>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let store = objects.store();
+    let by_server = store.clone();
+    let reconcile = move |obj: Arc<K>, ctx: Arc<Ctx>| {
+        let f = reconcile_one.clone();
+        async move {
+            ctx.caches.ready().await;
+            let kind = K::kind(&());
+            let key = format!("{kind}/{}", obj.name_any());
+            let timer = ctx.metrics.start(&kind);
+            let result = f(obj, ctx.clone()).await;
+            match &result {
+                Ok(_) => {
+                    timer.success();
+                    ctx.backoff.succeeded(&key);
+                }
+                Err(e) => timer.failure(e.reason()),
+            }
+            result
+        }
+    };
+    let error_policy = |obj: Arc<K>, error: &Error, ctx: Arc<Ctx>| {
+        let key = format!("{}/{}", K::kind(&()), obj.name_any());
+        tracing::warn!(object = %key, error = %error, "reconcile failed");
+        Action::requeue(ctx.backoff.failed(key))
+    };
+    Controller::for_shared_stream(objects.applied(), store)
+        .watches_shared_stream(caches.servers.touched(), move |server| {
+            let name = server.name_any();
+            by_server
+                .state()
+                .iter()
+                .filter(|o| o.server() == Some(name.as_str()))
+                .map(|o| ObjectRef::from_obj(o.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches_shared_stream(caches.maintenances.touched(), |sm| {
+            sm.owner_references()
+                .iter()
+                .filter(|o| o.kind == K::kind(&()))
+                .map(|o| ObjectRef::<K>::new(&o.name))
+                .collect::<Vec<_>>()
+        })
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
+        )
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, kind = %K::kind(&()), "controller");
+            }
+        })
+        .await;
+}
+
+/// A condition observed on `obj` now.
+pub(crate) fn condition<K: Resource>(
+    obj: &K,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+) -> Condition {
+    conditions::new(
+        type_,
+        ConditionStatus::from(ok),
+        reason,
+        message,
+        obj.meta().generation,
+        crate::now(),
+    )
+}
+
+/// Time since `t`.
+pub(crate) fn age(t: &Time) -> Duration {
+    let secs = k8s_openapi::jiff::Timestamp::now()
+        .duration_since(t.0)
+        .as_secs();
+    Duration::from_secs(secs.max(0) as u64)
+}
+
+/// Name of the maintenance `obj` requests.
+pub fn maintenance_name<K: Requester>(obj: &K) -> String {
+    format!("{}-{}", K::PREFIX, obj.name_any())
+}
+
+/// Whether the finalizer is on `obj`.
+pub fn has_finalizer<K: Requester>(obj: &K) -> bool {
+    obj.finalizers().iter().any(|f| f == K::FINALIZER)
+}
+
+/// Applies everything maintenance owns on `obj` outside its status: the finalizer and
+/// `spec.serverMaintenanceRef`. Always both: an apply that omits a field its manager owns
+/// removes it.
+pub(crate) async fn apply_own<K: Requester>(
+    ctx: &Ctx,
+    obj: &K,
+    maintenance: Option<(&str, &str)>,
+) -> Result<(), Error> {
+    let mut spec = json!({});
+    if let Some((ns, name)) = maintenance {
+        spec["serverMaintenanceRef"] = json!({"namespace": ns, "name": name});
+    }
+    let api: Api<K> = Api::all(ctx.client.clone());
+    writes::apply(
+        &api,
+        &obj.name_any(),
+        json!({"metadata": {"finalizers": [K::FINALIZER]}, "spec": spec}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds the finalizer (keeping the reference as it is).
+pub(crate) async fn add_finalizer<K: Requester>(ctx: &Ctx, obj: &K) -> Result<(), Error> {
+    let current = obj.maintenance_ref().cloned();
+    apply_own(
+        ctx,
+        obj,
+        current
+            .as_ref()
+            .map(|r| (r.namespace.as_str(), r.name.as_str())),
+    )
+    .await
+}
+
+/// The common start of every requester's reconcile: skip ignored objects and servers of other
+/// shards, finish deleting objects, add the finalizer. `Some(action)` ends the reconcile.
+pub(crate) async fn prologue<K: Requester>(ctx: &Ctx, obj: &K) -> Result<Option<Action>, Error> {
+    if api::constants::ignored(obj.meta()) || obj.server().is_some_and(|s| !ctx.in_scope(s)) {
+        return Ok(Some(Action::await_change()));
+    }
+    if obj.meta().deletion_timestamp.is_some() {
+        if has_finalizer(obj) {
+            finish(ctx, obj).await?;
+        }
+        return Ok(Some(Action::await_change()));
+    }
+    if !has_finalizer(obj) {
+        add_finalizer(ctx, obj).await?;
+        return Ok(Some(Action::await_change()));
+    }
+    Ok(None)
+}
+
+/// Whether the user asked to retry (`metal.ironcore.dev/operation: retry`).
+pub fn retry_requested<K: Requester>(obj: &K) -> bool {
+    obj.annotations()
+        .get(OPERATION_ANNOTATION)
+        .is_some_and(|v| v == Operation::Retry.as_str())
+}
+
+/// Removes the retry annotation (the user's field: a merge patch, not an apply).
+pub(crate) async fn clear_retry<K: Requester>(ctx: &Ctx, obj: &K) -> Result<(), Error> {
+    let name = obj.name_any();
+    let body = json!({"metadata": {"annotations": {OPERATION_ANNOTATION: null}}});
+    let api: Api<K> = Api::all(ctx.client.clone());
+    writes::call(
+        format!("removing the retry annotation of {name}"),
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&body)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Releases the maintenance and removes the finalizer (the object is being deleted).
+pub(crate) async fn finish<K: Requester>(ctx: &Ctx, obj: &K) -> Result<(), Error> {
+    release(ctx, obj).await?;
+    let api: Api<K> = Api::all(ctx.client.clone());
+    writes::set_finalizer(&api, &obj.name_any(), K::FINALIZER, false).await
+}
+
+/// The maintenance `obj` works under, requested if needed. `None` while the request is being
+/// recorded (the next reconcile continues).
+pub(crate) async fn ensure<K: Requester>(ctx: &Ctx, obj: &K) -> Result<Option<plan::Key>, Error> {
+    if let Some(r) = obj.maintenance_ref() {
+        let exists = ctx
+            .maintenances
+            .get(&ObjectRef::new(&r.name).within(&r.namespace))
+            .is_some();
+        if exists {
+            return Ok(Some((r.namespace.clone(), r.name.clone())));
+        }
+    }
+    let ns = ctx.config.namespace.clone();
+    let name = maintenance_name(obj);
+    let owner = obj
+        .controller_owner_ref(&())
+        .expect("a stored object has a name and uid");
+    let policy = obj.policy();
+    let sm: ServerMaintenance = serde_json::from_value(json!({
+        "apiVersion": api::API_VERSION, "kind": "ServerMaintenance",
+        "metadata": {
+            "name": name, "namespace": ns, "ownerReferences": [owner],
+            "annotations": {
+                api::constants::REASON_ANNOTATION: format!("{} {}", K::kind(&()), obj.name_any())
+            },
+        },
+        "spec": { "serverRef": { "name": obj.server().unwrap_or_default() }, "policy": policy },
+    }))
+    .expect("a valid ServerMaintenance");
+    let sms: Api<ServerMaintenance> = Api::namespaced(ctx.client.clone(), &ns);
+    match writes::call(
+        format!("creating ServerMaintenance {ns}/{name}"),
+        sms.create(&PostParams::default(), &sm),
+    )
+    .await
+    {
+        Ok(_) => ctx.events.normal(
+            obj,
+            reasons::SERVER_MAINTENANCE_CREATED,
+            format!("requested maintenance {ns}/{name} ({policy})"),
+        ),
+        // Already there (an earlier reconcile created it): adopt it.
+        Err(Error::Conflict { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    apply_own(ctx, obj, Some((&ns, &name))).await?;
+    Ok(None)
+}
+
+/// Deletes the maintenance `obj` requested (only one it owns) and clears the reference.
+pub(crate) async fn release<K: Requester>(ctx: &Ctx, obj: &K) -> Result<(), Error> {
+    let Some(r) = obj.maintenance_ref() else {
+        return Ok(());
+    };
+    let uid = obj.uid().unwrap_or_default();
+    let owned = ctx
+        .maintenances
+        .get(&ObjectRef::new(&r.name).within(&r.namespace))
+        .is_some_and(|sm| sm.owner_references().iter().any(|o| o.uid == uid));
+    if owned {
+        let sms: Api<ServerMaintenance> = Api::namespaced(ctx.client.clone(), &r.namespace);
+        match writes::call(
+            format!("deleting ServerMaintenance {}/{}", r.namespace, r.name),
+            sms.delete(&r.name, &DeleteParams::default()),
+        )
+        .await
+        {
+            Ok(_) => ctx.events.normal(
+                obj,
+                reasons::SERVER_MAINTENANCE_DELETED,
+                format!("released maintenance {}/{}", r.namespace, r.name),
+            ),
+            Err(Error::Kube { source, .. }) if crate::error::status_code(&source) == Some(404) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if obj.meta().deletion_timestamp.is_none() {
+        apply_own(ctx, obj, None).await?;
+    }
+    Ok(())
+}
