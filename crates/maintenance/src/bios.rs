@@ -287,6 +287,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
         .expect("flow_status covers every step");
     if !biosplan::all_pending(&facts.pending, desired, &facts.current) {
         let write = bmc.set_bios_attributes(&system, desired).await;
+        ctx.requests.observe("bios_settings", &write);
         match write {
             Ok(applied) => {
                 let names: Vec<_> = applied.changed.keys().cloned().collect();
@@ -358,6 +359,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
     } else {
         bmc.power_on(&system).await
     };
+    ctx.requests.observe("reboot", &sent);
     match sent {
         Ok(_) => ctx.events.normal(
             bs,

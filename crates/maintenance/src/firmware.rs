@@ -392,7 +392,9 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
             issued.last_transition_time = now();
             status.conditions.push(issued);
             record(ctx, bv, &status).await?;
-            match bmc.simple_update(&req).await {
+            let started = bmc.simple_update(&req).await;
+            ctx.requests.observe("firmware_update", &started);
+            match started {
                 Ok(handle) => {
                     let mut task = mirror(handle.monitor.clone(), None);
                     if handle.monitor.is_none() {
@@ -512,6 +514,7 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
             } else {
                 bmc.power_on(&system).await
             };
+            ctx.requests.observe("reboot", &sent);
             match sent {
                 Ok(_) => ctx.events.normal(
                     bv,

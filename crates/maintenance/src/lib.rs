@@ -20,6 +20,7 @@ pub mod biosplan;
 pub mod bmc;
 pub mod error;
 pub mod firmware;
+pub mod metrics;
 pub mod plan;
 pub mod servermaintenance;
 pub mod window;
@@ -171,6 +172,7 @@ pub(crate) struct Ctx {
     pub(crate) maintenances: Store<ServerMaintenance>,
     pub(crate) bmcs: Arc<Bmcs>,
     pub(crate) metrics: ReconcileMetrics,
+    pub(crate) requests: metrics::BmcRequests,
     pub(crate) events: Events,
     pub(crate) backoff: Backoff,
 }
@@ -206,6 +208,7 @@ pub struct Maintenance {
     caches: Arc<Caches>,
     bmcs: Arc<Bmcs>,
     metrics: ReconcileMetrics,
+    requests: metrics::BmcRequests,
     events: Events,
 }
 
@@ -222,6 +225,14 @@ impl Maintenance {
     pub fn start(client: kube::Client, config: Config, admin: &runtime::admin::AdminState) -> Self {
         let caches = Arc::new(Caches::start(&client, &config, admin));
         let metrics = ReconcileMetrics::new(&admin.metrics, "maintenance");
+        let requests = metrics::register(
+            &admin.metrics,
+            metrics::Stores {
+                maintenances: caches.maintenances.store(),
+                bios_settings: caches.bios_settings.store(),
+                bios_versions: caches.bios_versions.store(),
+            },
+        );
         let events = Events::new(client.clone(), writes::FIELD_MANAGER, &config.identity);
         let options = redfish::ClientOptions {
             operation_timeout: config.bmc_timeout,
@@ -241,6 +252,7 @@ impl Maintenance {
             caches,
             bmcs,
             metrics,
+            requests,
             events,
         }
     }
@@ -266,6 +278,7 @@ impl Maintenance {
             maintenances: self.caches.maintenances.store(),
             bmcs: self.bmcs.clone(),
             metrics: self.metrics.clone(),
+            requests: self.requests.clone(),
             events: self.events.clone(),
             backoff: Backoff::default(),
         });

@@ -434,6 +434,7 @@ async fn hold(ctx: &Ctx, sm: &ServerMaintenance, server: &Server) -> Result<Acti
             (Power::Off, false) => bmc.power_off(&system).await,
             (Power::Off, true) => bmc.force_off(&system).await,
         };
+        ctx.requests.observe("power", &sent);
         match sent {
             Ok(_) => ctx.events.normal(
                 sm,
