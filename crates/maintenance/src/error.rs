@@ -24,6 +24,9 @@ pub enum Error {
         /// The object written.
         what: String,
     },
+    /// The object's spec cannot be acted upon (the schema let it through).
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
     /// The object lacks a field the API server always sets.
     #[error("{what} has no {field}")]
     MissingField {
@@ -50,6 +53,7 @@ impl Error {
             Error::Timeout { .. } => "KubeTimeout",
             Error::Conflict { .. } => "Conflict",
             Error::MissingField { .. } => "MissingField",
+            Error::InvalidSpec(_) => "InvalidSpec",
         }
     }
 }

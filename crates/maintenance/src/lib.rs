@@ -23,6 +23,7 @@ pub mod firmware;
 pub mod metrics;
 pub mod plan;
 pub mod servermaintenance;
+pub mod sets;
 pub mod window;
 pub mod writes;
 
@@ -34,6 +35,7 @@ use api::biosversion::BIOSVersion;
 use api::server::Server;
 use api::serverclaim::ServerClaim;
 use api::servermaintenance::ServerMaintenance;
+use api::sets::{BIOSSettingsSet, BIOSVersionSet};
 use kube::api::Api;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
@@ -116,6 +118,8 @@ pub(crate) struct Caches {
     maintenances: SharedWatch<ServerMaintenance>,
     bios_settings: SharedWatch<BIOSSettings>,
     bios_versions: SharedWatch<BIOSVersion>,
+    bios_settings_sets: SharedWatch<BIOSSettingsSet>,
+    bios_version_sets: SharedWatch<BIOSVersionSet>,
 }
 
 impl Caches {
@@ -150,6 +154,16 @@ impl Caches {
                 watcher::Config::default(),
                 gate("cache/biosversions"),
             ),
+            bios_settings_sets: SharedWatch::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                gate("cache/biossettingssets"),
+            ),
+            bios_version_sets: SharedWatch::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                gate("cache/biosversionsets"),
+            ),
         }
     }
 
@@ -159,6 +173,8 @@ impl Caches {
         self.maintenances.ready().await;
         self.bios_settings.ready().await;
         self.bios_versions.ready().await;
+        self.bios_settings_sets.ready().await;
+        self.bios_version_sets.ready().await;
     }
 }
 
@@ -286,7 +302,21 @@ impl Maintenance {
         tokio::join!(
             servermaintenance::run(ctx.clone(), &self.caches, shutdown.clone()),
             bios::run(ctx.clone(), &self.caches, shutdown.clone()),
-            firmware::run(ctx, &self.caches, shutdown),
+            firmware::run(ctx.clone(), &self.caches, shutdown.clone()),
+            sets::run(
+                ctx.clone(),
+                &self.caches.bios_settings_sets,
+                &self.caches.bios_settings,
+                &self.caches,
+                shutdown.clone(),
+            ),
+            sets::run(
+                ctx,
+                &self.caches.bios_version_sets,
+                &self.caches.bios_versions,
+                &self.caches,
+                shutdown,
+            ),
         );
         tracing::info!("maintenance controllers stopped");
     }

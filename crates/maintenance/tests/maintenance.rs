@@ -7,6 +7,7 @@ use api::biosversion::{BIOSVersion, VersionState};
 use api::server::{Server, ServerState};
 use api::serverclaim::ServerClaim;
 use api::servermaintenance::{ServerMaintenance, ServerMaintenanceState};
+use api::sets::BIOSSettingsSet;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use metal_bmc_sim::{BmcInfo, GroupSpec, Knobs, PowerState, RackSpec, SimHandle, Simulator};
 use metal_maintenance::{Config, Maintenance};
@@ -807,6 +808,95 @@ async fn a_failing_update_task_fails_after_its_retries() {
     assert_eq!(h.resets(0), 0, "nothing staged, nothing rebooted");
     h.wait_server(0, ServerState::Available, false).await;
     assert_ne!(h.system(0).bios_version.as_deref(), Some("9.9.9"));
+}
+
+impl Harness {
+    async fn label(&self, i: usize, key: &str, value: Option<&str>) {
+        Api::<Server>::all(self.client.clone())
+            .patch(
+                self.server_name(i),
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "labels": { key: value } } })),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bios_settings_set_rolls_out_to_the_selected_servers() {
+    let h = Harness::new("mnt-set", "127.41.11.1", 4).await;
+    let pool = testenv::unique_name("pool");
+    for i in 0..3 {
+        h.label(i, "pool", Some(&pool)).await;
+    }
+    let sets: Api<BIOSSettingsSet> = Api::all(h.client.clone());
+    let set_name = testenv::unique_name("set");
+    create(
+        &h.client,
+        json!({
+            "apiVersion": api::API_VERSION, "kind": "BIOSSettingsSet",
+            "metadata": { "name": set_name },
+            "spec": {
+                "serverSelector": { "matchLabels": { "pool": pool } },
+                "biosSettingsTemplate": {
+                    "version": "", "serverMaintenancePolicy": "Enforced",
+                    "settingsFlow": [{ "name": "v", "priority": 1,
+                                       "settings": { "ProcVirtualization": "Disabled" } }],
+                },
+            },
+        }),
+        sets.clone(),
+    )
+    .await;
+    let counts = |want: (i32, i32, i32)| {
+        let sets = sets.clone();
+        let set_name = set_name.clone();
+        async move {
+            let st = sets.get(&set_name).await.ok()?.status?;
+            let got = (
+                st.fully_labeled_servers.unwrap_or(-1),
+                st.available.unwrap_or(-1),
+                st.completed.unwrap_or(-1),
+            );
+            (got == want).then_some(())
+        }
+    };
+    eventually("3 of 3 applied", || counts((3, 3, 3))).await;
+    for i in 0..3 {
+        assert_eq!(
+            h.system(i).bios_changed.get("ProcVirtualization"),
+            Some(&json!("Disabled"))
+        );
+        h.wait_server(i, ServerState::Available, false).await;
+    }
+    assert!(
+        h.system(3).bios_changed.is_empty(),
+        "the unselected server is untouched"
+    );
+    let children = |n: usize| {
+        let bios = h.bios();
+        let set_name = set_name.clone();
+        async move {
+            let l = bios
+                .list(
+                    &kube::api::ListParams::default()
+                        .labels(&format!("metal.ironcore.dev/set={set_name}")),
+                )
+                .await
+                .ok()?;
+            (l.items.len() == n).then_some(())
+        }
+    };
+    // A server that leaves the selection loses its (finished) child.
+    h.label(2, "pool", None).await;
+    eventually("2 selected", || counts((2, 2, 2))).await;
+    eventually("2 children", || children(2)).await;
+    // Deleting the set deletes its children (garbage collection of owned objects).
+    sets.delete(&set_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("children collected", || children(0)).await;
 }
 
 fn redfish_client(h: &Harness, i: usize) -> redfish::Client {
