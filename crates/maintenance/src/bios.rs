@@ -21,7 +21,7 @@ use kube::ResourceExt as _;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use redfish::models::{AttributeValue, ComputerSystem, PowerState};
+use redfish::models::{AttributeValue, PowerState};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,6 +112,9 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
         return pending(ctx, bs, status, "ServerNotFound", &msg).await;
     };
 
+    if let Some(key) = window::waiting_for(ctx, bs, &server) {
+        return wait_for_window(ctx, bs, status, &key).await;
+    }
     // Read the BMC (no side effects).
     let facts = match read_bios(ctx, &server).await {
         Ok(f) => f,
@@ -155,7 +158,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
     let steps = biosplan::ordered(&bs.spec);
     let typed: Vec<BTreeMap<String, AttributeValue>> = steps
         .iter()
-        .map(|s| biosplan::typed(&s.settings, facts.registry.as_ref(), &facts.current))
+        .map(|s| biosplan::typed(&s.settings, facts.registry.as_deref(), &facts.current))
         .collect();
     if let Some(registry) = &facts.registry {
         let mut errors = Vec::new();
@@ -195,22 +198,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
         return pending_with(ctx, bs, status).await;
     };
     if !plan::holds(&server, &sm_key) {
-        status.state = Some(BIOSSettingsState::Pending);
-        conditions::set(
-            &mut status.conditions,
-            window::condition(
-                bs,
-                ct::SERVER_MAINTENANCE_WAITING,
-                true,
-                reasons::SERVER_MAINTENANCE_WAITING,
-                &format!(
-                    "waiting for maintenance {}/{} to hold server {server_name}",
-                    sm_key.0, sm_key.1
-                ),
-            ),
-        );
-        write_status(ctx, bs, &status).await?;
-        return Ok(Action::requeue(ctx.config.resync));
+        return wait_for_window(ctx, bs, status, &sm_key).await;
     }
     conditions::remove(&mut status.conditions, ct::SERVER_MAINTENANCE_WAITING);
 
@@ -450,25 +438,49 @@ struct BiosFacts {
     power: Option<PowerState>,
     current: BTreeMap<String, AttributeValue>,
     pending: BTreeMap<String, AttributeValue>,
-    registry: Option<redfish::models::AttributeRegistry>,
+    registry: Option<Arc<redfish::models::AttributeRegistry>>,
 }
 
 async fn read_bios(ctx: &Ctx, server: &Server) -> Result<BiosFacts, crate::bmc::BmcError> {
     let (client, system) = ctx.bmcs.for_server(server).await?;
-    let sys: ComputerSystem = client.get(&system).await?;
-    let bios = client.bios(&system).await?;
-    let pending = client.bios_pending(&system).await?;
-    // A BMC without a registry is validated by the BMC itself when the settings are written.
-    let registry = client.bios_registry(&system).await.ok();
+    let snapshot = client.bios_snapshot(&system).await?;
+    let registry = ctx
+        .bmcs
+        .bios_registry(server, &client, &snapshot.bios)
+        .await;
     Ok(BiosFacts {
         client,
         system,
-        version: sys.bios_version,
-        power: sys.power_state,
-        current: bios.attributes,
-        pending,
+        version: snapshot.system.bios_version,
+        power: snapshot.system.power_state,
+        current: snapshot.bios.attributes,
+        pending: snapshot.pending,
         registry,
     })
+}
+
+async fn wait_for_window(
+    ctx: &Ctx,
+    bs: &BIOSSettings,
+    mut status: BIOSSettingsStatus,
+    key: &plan::Key,
+) -> Result<Action, Error> {
+    status.state = Some(BIOSSettingsState::Pending);
+    conditions::set(
+        &mut status.conditions,
+        window::condition(
+            bs,
+            ct::SERVER_MAINTENANCE_WAITING,
+            true,
+            reasons::SERVER_MAINTENANCE_WAITING,
+            &format!(
+                "waiting for maintenance {}/{} to hold the server",
+                key.0, key.1
+            ),
+        ),
+    );
+    write_status(ctx, bs, &status).await?;
+    Ok(Action::requeue(ctx.config.resync))
 }
 
 async fn write_status(

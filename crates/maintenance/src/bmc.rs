@@ -6,7 +6,10 @@ use api::bmc::BMC;
 use api::bmcsecret::BMCSecret;
 use api::server::Server;
 use kube::api::Api;
+use redfish::models::{AttributeRegistry, Bios};
 use runtime::bmc::{BmcClients, resolve};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Why a server's BMC cannot be used.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -50,11 +53,16 @@ impl From<redfish::Error> for BmcError {
     }
 }
 
+/// Attribute registries by BMC and registry name: they describe the firmware, not its state,
+/// and are the largest documents a BMC serves.
+type Registries = HashMap<(String, String), Option<Arc<AttributeRegistry>>>;
+
 /// The BMCs of this process.
 pub struct Bmcs {
     clients: BmcClients,
     client: kube::Client,
     default_ca: Option<Vec<u8>>,
+    registries: Mutex<Registries>,
 }
 
 impl std::fmt::Debug for Bmcs {
@@ -70,7 +78,39 @@ impl Bmcs {
             clients,
             client,
             default_ca,
+            registries: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The BIOS attribute registry `bios` names, fetched once per BMC and registry version
+    /// (`None`: the BMC publishes none, or it could not be read; then the BMC itself validates).
+    pub async fn bios_registry(
+        &self,
+        server: &Server,
+        client: &redfish::Client,
+        bios: &Bios,
+    ) -> Option<Arc<AttributeRegistry>> {
+        let bmc = server.spec.bmc_ref.as_ref()?.name.clone();
+        let key = (bmc, bios.attribute_registry.clone().unwrap_or_default());
+        let lock = |m: &Mutex<Registries>| {
+            m.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&key)
+                .cloned()
+        };
+        if let Some(cached) = lock(&self.registries) {
+            return cached;
+        }
+        let fetched = match client.registry_of(bios).await {
+            Ok(r) => r.map(Arc::new),
+            // Not cached: a transient failure is retried on the next read.
+            Err(_) => return None,
+        };
+        self.registries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, fetched.clone());
+        fetched
     }
 
     /// The Redfish client of `server`'s BMC and the server's system path.

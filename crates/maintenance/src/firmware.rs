@@ -130,6 +130,30 @@ fn restart(bv: &BIOSVersion, old: &BIOSVersionStatus, failed_attempts: i32) -> B
     }
 }
 
+async fn wait_for_window(
+    ctx: &Ctx,
+    bv: &BIOSVersion,
+    mut status: BIOSVersionStatus,
+    key: &plan::Key,
+) -> Result<Action, Error> {
+    status.state = Some(VersionState::Pending);
+    conditions::set(
+        &mut status.conditions,
+        window::condition(
+            bv,
+            ct::SERVER_MAINTENANCE_WAITING,
+            true,
+            reasons::SERVER_MAINTENANCE_WAITING,
+            &format!(
+                "waiting for maintenance {}/{} to hold the server",
+                key.0, key.1
+            ),
+        ),
+    );
+    write_status(ctx, bv, &status).await?;
+    Ok(Action::requeue(ctx.config.resync))
+}
+
 async fn write_status(
     ctx: &Ctx,
     bv: &BIOSVersion,
@@ -246,6 +270,9 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
         return Ok(Action::requeue(ctx.config.resync));
     };
 
+    if let Some(key) = window::waiting_for(ctx, bv, &server) {
+        return wait_for_window(ctx, bv, status, &key).await;
+    }
     // What runs now (no side effects).
     let read = async {
         let (client, system) = ctx.bmcs.for_server(&server).await?;
@@ -319,22 +346,7 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
         return Ok(Action::requeue(ctx.config.resync));
     };
     if !plan::holds(&server, &sm_key) {
-        status.state = Some(VersionState::Pending);
-        conditions::set(
-            &mut status.conditions,
-            window::condition(
-                bv,
-                ct::SERVER_MAINTENANCE_WAITING,
-                true,
-                reasons::SERVER_MAINTENANCE_WAITING,
-                &format!(
-                    "waiting for maintenance {}/{} to hold the server",
-                    sm_key.0, sm_key.1
-                ),
-            ),
-        );
-        write_status(ctx, bv, &status).await?;
-        return Ok(Action::requeue(ctx.config.resync));
+        return wait_for_window(ctx, bv, status, &sm_key).await;
     }
     conditions::remove(&mut status.conditions, ct::SERVER_MAINTENANCE_WAITING);
     if status.state != Some(VersionState::InProgress) {

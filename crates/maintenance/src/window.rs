@@ -177,6 +177,23 @@ pub(crate) fn age(t: &Time) -> Duration {
     Duration::from_secs(secs.max(0) as u64)
 }
 
+/// The maintenance `obj` requested, when it exists but does not hold `server` yet: the object
+/// then waits without reading the BMC (the need for the window was decided when it was
+/// requested; the window's own changes bring the object back).
+pub(crate) fn waiting_for<K: Requester>(
+    ctx: &Ctx,
+    obj: &K,
+    server: &api::server::Server,
+) -> Option<plan::Key> {
+    let r = obj.maintenance_ref()?;
+    let key = (r.namespace.clone(), r.name.clone());
+    let exists = ctx
+        .maintenances
+        .get(&ObjectRef::new(&r.name).within(&r.namespace))
+        .is_some();
+    (exists && !plan::holds(server, &key)).then_some(key)
+}
+
 /// Name of the maintenance `obj` requests.
 pub fn maintenance_name<K: Requester>(obj: &K) -> String {
     format!("{}-{}", K::PREFIX, obj.name_any())

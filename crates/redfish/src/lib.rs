@@ -39,7 +39,7 @@ pub use endpoint::{BmcEndpoint, Scheme, TlsVerification};
 pub use error::{AttributeError, Error, ErrorClass, ErrorKind};
 pub use observe::{Observer, RequestEvent, path_template};
 pub use ops::accounts::{AccountUpdate, NewAccount};
-pub use ops::bios::{AttributeDiff, BiosApply, validate_attributes};
+pub use ops::bios::{AttributeDiff, BiosApply, BiosSnapshot, validate_attributes};
 pub use ops::boot::{BootOverride, boot_patch};
 pub use ops::discovery::{ManagerSummary, SystemSummary};
 pub use ops::events::{EventSubscriptionRequest, SUBSCRIPTION_CONTEXT};

@@ -26,6 +26,17 @@ pub struct BiosApply {
     pub target: Option<String>,
 }
 
+/// What [`Client::bios_snapshot`] returns.
+#[derive(Debug, Clone)]
+pub struct BiosSnapshot {
+    /// The ComputerSystem (power state, BIOS version).
+    pub system: ComputerSystem,
+    /// The BIOS resource with the current attributes.
+    pub bios: Bios,
+    /// Values pending for the next reset that differ from the current ones.
+    pub pending: BTreeMap<String, AttributeValue>,
+}
+
 /// A difference between a desired and the current value of one attribute.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AttributeDiff {
@@ -289,6 +300,48 @@ impl Client {
             return Ok(None);
         };
         super::optional(self.get_ctx::<AttributeRegistry>(ctx, uri).await)
+    }
+
+    /// The system, its BIOS attributes and the values pending for the next reset (only those
+    /// that differ from the current ones), in three requests: for a controller that reads the
+    /// whole picture on every reconcile.
+    pub async fn bios_snapshot(&self, system: &str) -> Result<BiosSnapshot, Error> {
+        let ctx = self.ctx();
+        self.within(&ctx, async {
+            let sys: ComputerSystem = self.get_ctx(&ctx, system).await?;
+            let Some(link) = &sys.bios else {
+                return Err(self.err(ErrorKind::NotSupported(format!(
+                    "{system} has no Bios resource"
+                ))));
+            };
+            let bios: Bios = self.get_ctx(&ctx, &link.odata_id).await?;
+            let pending = self
+                .pending_of(&ctx, &bios)
+                .await?
+                .into_iter()
+                .filter(|(k, v)| !bios.attributes.get(k).is_some_and(|c| c.loosely_eq(v)))
+                .collect();
+            Ok(BiosSnapshot {
+                system: sys,
+                bios,
+                pending,
+            })
+        })
+        .await
+    }
+
+    /// The attribute registry `bios` names (`None` when the BMC publishes none).
+    pub async fn registry_of(&self, bios: &Bios) -> Result<Option<AttributeRegistry>, Error> {
+        let ctx = self.ctx();
+        self.within(
+            &ctx,
+            self.attribute_registry(
+                &ctx,
+                bios.attribute_registry.as_deref(),
+                "BiosAttributeRegistry",
+            ),
+        )
+        .await
     }
 
     /// Reads the BIOS attribute registry of a system.

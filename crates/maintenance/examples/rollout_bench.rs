@@ -1,0 +1,251 @@
+//! Benchmark: a BIOSSettingsSet rolled out to N servers at once: time from the set's creation
+//! to each server's settings verified (p50, p99, all), Redfish requests and reboots per server,
+//! and the controller's memory.
+//!
+//! ```text
+//! cargo build --release -p metal-maintenance --bin metal-maintenance
+//! cargo run --release -p metal-maintenance --example rollout_bench -- --servers 1000 [--concurrency 32]
+//! ```
+//!
+//! Runs the real control plane (metal-testenv), a simulated rack of N BMCs (one system each,
+//! TLS, no artificial latency, instant power transitions), and the release binary of the
+//! controller as its own process (so its RSS is its own). Plays discovery (BMC, BMCSecret,
+//! Server objects, Available and Off). Every server goes through the whole flow: a
+//! ServerMaintenance (Enforced), the server taken into Maintenance, the attribute written,
+//! one reboot, verification, the maintenance released and the server handed back Available.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use api::biossettings::{BIOSSettings, BIOSSettingsState};
+use api::server::Server;
+use futures::StreamExt;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use metal_bmc_sim::{GroupSpec, Knobs, RackSpec, Simulator};
+use serde_json::json;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let n = arg("--servers", 100);
+    let concurrency = arg("--concurrency", 32);
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/release/metal-maintenance");
+    if !bin.exists() {
+        bail!(
+            "{} not found: cargo build --release -p metal-maintenance --bin metal-maintenance",
+            bin.display()
+        );
+    }
+    let (client, ns) = testenv::setup("rollout-bench").await;
+    let ns = ns.name;
+    let shard = testenv::unique_name("rollout");
+    let label = "bench.metal.ironcore.dev/shard";
+
+    let sim = Simulator::start(RackSpec {
+        base_address: "127.62.0.1".parse()?,
+        port: 0,
+        tls: true,
+        groups: vec![GroupSpec {
+            count: n,
+            password: Some("bench-password".into()),
+            knobs: Knobs {
+                power_delay_ms: 0,
+                session_limit: 64,
+                ..Knobs::default()
+            },
+            ..GroupSpec::default()
+        }],
+        ..RackSpec::default()
+    })
+    .await?;
+    let bmcs = sim.bmcs();
+    println!("simulator: {n} BMCs");
+
+    let setup = Instant::now();
+    let pp = PostParams::default();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let (client, shard, b, pp) = (client.clone(), shard.clone(), bmcs[i].clone(), pp.clone());
+            let name = format!("{shard}-{i}");
+            async move {
+                let sys = &b.systems[0];
+                let secret: api::bmcsecret::BMCSecret = serde_json::from_value(json!({
+                    "apiVersion": api::API_VERSION, "kind": "BMCSecret", "metadata": { "name": name },
+                    "stringData": { "username": b.username, "password": b.password, "ca.crt": b.ca_pem },
+                }))?;
+                Api::<api::bmcsecret::BMCSecret>::all(client.clone()).create(&pp, &secret).await?;
+                let bmc: api::bmc::BMC = serde_json::from_value(json!({
+                    "apiVersion": api::API_VERSION, "kind": "BMC", "metadata": { "name": name },
+                    "spec": { "access": { "ip": b.ip.to_string() }, "bmcSecretRef": { "name": name },
+                              "protocol": { "name": "Redfish", "port": b.port, "scheme": "https" } },
+                }))?;
+                Api::<api::bmc::BMC>::all(client.clone()).create(&pp, &bmc).await?;
+                let server: Server = serde_json::from_value(json!({
+                    "apiVersion": api::API_VERSION, "kind": "Server",
+                    "metadata": { "name": name, "labels": { label: shard } },
+                    "spec": { "systemUUID": sys.uuid.clone().unwrap_or_default().to_lowercase(),
+                              "systemURI": sys.path, "bmcRef": { "name": name } },
+                }))?;
+                let servers = Api::<Server>::all(client.clone());
+                servers.create(&pp, &server).await?;
+                servers
+                    .patch_status(&name, &PatchParams::apply("metal-discovery").force(), &Patch::Apply(json!({
+                        "apiVersion": api::API_VERSION, "kind": "Server", "metadata": { "name": name },
+                        "status": { "state": "Available", "powerState": "Off" },
+                    })))
+                    .await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+    println!("objects created in {:?}", setup.elapsed());
+
+    let log = std::env::temp_dir().join(format!("{shard}.log"));
+    let mut child = Command::new(&bin)
+        .args([
+            format!("--server-selector={label}={shard}"),
+            format!("--maintenance-namespace={ns}"),
+            format!("--concurrency={concurrency}"),
+            "--admin-addr=127.0.0.1:0".into(),
+            "--log-level=warn".into(),
+        ])
+        .env("KUBECONFIG", testenv::shared().kubeconfig())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("starting the controller")?;
+    let pid = child.id();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (rss_idle, _) = rss_kib(pid);
+    for i in 0..n {
+        sim.reset_request_counts(i)?;
+    }
+
+    let sets: Api<api::sets::BIOSSettingsSet> = Api::all(client.clone());
+    let set: api::sets::BIOSSettingsSet = serde_json::from_value(json!({
+        "apiVersion": api::API_VERSION, "kind": "BIOSSettingsSet",
+        "metadata": { "name": shard },
+        "spec": {
+            "serverSelector": { "matchLabels": { label: shard } },
+            "biosSettingsTemplate": {
+                "version": "", "serverMaintenancePolicy": "Enforced",
+                "settingsFlow": [{ "name": "virtualization", "priority": 1,
+                                   "settings": { "ProcVirtualization": "Disabled" } }],
+            },
+        },
+    }))?;
+    let started = Instant::now();
+    sets.create(&pp, &set).await?;
+
+    let bios: Api<BIOSSettings> = Api::all(client.clone());
+    let servers: Api<Server> = Api::all(client.clone());
+    let children = ListParams::default().labels(&format!("metal.ironcore.dev/set={shard}"));
+    let mine = ListParams::default().labels(&format!("{label}={shard}"));
+    let mut applied: HashMap<String, Duration> = HashMap::new();
+    let mut peak = 0;
+    loop {
+        for b in bios.list(&children).await?.items {
+            if b.status.as_ref().and_then(|s| s.state) == Some(BIOSSettingsState::Applied) {
+                let name = b.metadata.name.clone().unwrap_or_default();
+                applied.entry(name).or_insert_with(|| started.elapsed());
+            }
+        }
+        peak = peak.max(rss_kib(pid).1);
+        let back = servers
+            .list(&mine)
+            .await?
+            .items
+            .iter()
+            .filter(|s| {
+                s.state().map(|x| x.to_string()).as_deref() == Some("Available")
+                    && s.spec.server_maintenance_ref.is_none()
+            })
+            .count();
+        if applied.len() == n && back == n {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!(
+                "not done: {}/{n} applied, {back}/{n} handed back (log {})",
+                applied.len(),
+                log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let total = started.elapsed();
+    let (rss_end, hwm) = rss_kib(pid);
+    let mut secs: Vec<f64> = applied.values().map(Duration::as_secs_f64).collect();
+    secs.sort_by(f64::total_cmp);
+    let (mut requests, mut resets) = (0u64, 0u64);
+    for i in 0..n {
+        let counts = sim.request_counts(i)?;
+        requests += counts.by_request.values().sum::<u64>();
+        resets += counts
+            .by_request
+            .iter()
+            .filter(|(k, _)| k.starts_with("POST ") && k.ends_with("ComputerSystem.Reset"))
+            .map(|(_, v)| *v)
+            .sum::<u64>();
+    }
+    println!(
+        "rollout of {n} servers (concurrency {concurrency}): all verified and handed back in {:.1} s",
+        total.as_secs_f64()
+    );
+    println!(
+        "  set created → server's settings verified: p50 {:.2} s, p99 {:.2} s, max {:.2} s",
+        percentile(&secs, 0.5),
+        percentile(&secs, 0.99),
+        percentile(&secs, 1.0)
+    );
+    println!(
+        "  per server: {:.1} Redfish requests, {:.2} reboots",
+        requests as f64 / n as f64,
+        resets as f64 / n as f64
+    );
+    println!(
+        "  metal-maintenance RSS: idle {:.1} MiB, end {:.1} MiB, peak {:.1} MiB",
+        rss_idle as f64 / 1024.0,
+        rss_end as f64 / 1024.0,
+        peak.max(hwm) as f64 / 1024.0
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    sim.shutdown().await;
+    Ok(())
+}
