@@ -295,6 +295,11 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
                     reasons::SETTINGS_UPDATE_ISSUED,
                     format!("step {}: wrote {}", step.name, names.join(", ")),
                 );
+                if !applied.reset_required {
+                    // Applied at once: the next reconcile verifies.
+                    write_status(ctx, bs, &status).await?;
+                    return Ok(Action::requeue(POLL));
+                }
             }
             Err(e) => {
                 conditions::set(
@@ -311,8 +316,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
                 return Ok(Action::requeue(Duration::from_secs(10)));
             }
         }
-        write_status(ctx, bs, &status).await?;
-        return Ok(Action::requeue(POLL));
+        // Written as pending: the reboot below follows in this reconcile.
     }
 
     // Pending and still differing: the BIOS takes them at the next boot.

@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 /// Condition type: the power state the maintenance asked for, and whether the BMC reached it.
 pub const POWER_CONDITION: &str = "ServerPower";
 
+/// Condition type: whether the maintenance boot configuration is served.
+pub const BOOT_CONDITION: &str = "BootConfiguration";
+
 /// Reasons of the [`POWER_CONDITION`] condition.
 pub mod power_reasons {
     /// The power change was requested from the BMC and is not confirmed yet.
@@ -374,6 +377,17 @@ async fn hold(ctx: &Ctx, sm: &ServerMaintenance, server: &Server) -> Result<Acti
         now(),
     );
     let mut updates = vec![held];
+    if sm.spec.server_boot_configuration_template.is_some() {
+        // Said plainly rather than ignored: the server is held, but not booted into it.
+        updates.push(conditions::new(
+            BOOT_CONDITION,
+            ConditionStatus::False,
+            "NotSupported",
+            "serverBootConfigurationTemplate is not acted upon yet: the server is held without a maintenance boot",
+            sm.metadata.generation,
+            now(),
+        ));
+    }
     let mut requeue = ctx.config.resync;
     let mut send: Option<(redfish::Client, String, Power, bool)> = None;
     if sm.spec.server_power.is_some() || sm.spec.locator_led.is_some() {

@@ -326,7 +326,9 @@ async fn available_server_is_taken_powered_and_handed_back() {
     h.create_sm(
         "m1",
         0,
-        json!({ "policy": "Enforced", "serverPower": "On" }),
+        json!({ "policy": "Enforced", "serverPower": "On",
+                "serverBootConfigurationTemplate": { "name": "m1-boot",
+                    "spec": { "serverRef": { "name": h.server_name(0) }, "image": "maint:1" } } }),
     )
     .await;
     let s = h.wait_server(0, ServerState::Maintenance, true).await;
@@ -350,6 +352,14 @@ async fn available_server_is_taken_powered_and_handed_back() {
     })
     .await;
     assert_eq!(h.resets(0), 1, "power on requested exactly once");
+    let sm = h.sms().get("m1").await.unwrap();
+    let boot = api::conditions::get(&sm.status.unwrap().conditions, "BootConfiguration")
+        .cloned()
+        .expect("the unsupported boot template is reported");
+    assert_eq!(
+        (boot.status.as_str(), boot.reason.as_str()),
+        ("False", "NotSupported")
+    );
 
     h.sms()
         .delete("m1", &DeleteParams::default())
