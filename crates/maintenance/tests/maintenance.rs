@@ -821,6 +821,28 @@ async fn a_failing_update_task_fails_after_its_retries() {
 }
 
 impl Harness {
+    /// A BIOSSettingsSet `name` (Enforced) disabling ProcVirtualization on servers labelled
+    /// `pool`.
+    async fn create_virtualization_set(&self, name: &str, pool: &str) {
+        create(
+            &self.client,
+            json!({
+                "apiVersion": api::API_VERSION, "kind": "BIOSSettingsSet",
+                "metadata": { "name": name },
+                "spec": {
+                    "serverSelector": { "matchLabels": { "pool": pool } },
+                    "biosSettingsTemplate": {
+                        "version": "", "serverMaintenancePolicy": "Enforced",
+                        "settingsFlow": [{ "name": "v", "priority": 1,
+                                           "settings": { "ProcVirtualization": "Disabled" } }],
+                    },
+                },
+            }),
+            Api::<BIOSSettingsSet>::all(self.client.clone()),
+        )
+        .await;
+    }
+
     async fn label(&self, i: usize, key: &str, value: Option<&str>) {
         Api::<Server>::all(self.client.clone())
             .patch(
@@ -842,23 +864,7 @@ async fn a_bios_settings_set_rolls_out_to_the_selected_servers() {
     }
     let sets: Api<BIOSSettingsSet> = Api::all(h.client.clone());
     let set_name = testenv::unique_name("set");
-    create(
-        &h.client,
-        json!({
-            "apiVersion": api::API_VERSION, "kind": "BIOSSettingsSet",
-            "metadata": { "name": set_name },
-            "spec": {
-                "serverSelector": { "matchLabels": { "pool": pool } },
-                "biosSettingsTemplate": {
-                    "version": "", "serverMaintenancePolicy": "Enforced",
-                    "settingsFlow": [{ "name": "v", "priority": 1,
-                                       "settings": { "ProcVirtualization": "Disabled" } }],
-                },
-            },
-        }),
-        sets.clone(),
-    )
-    .await;
+    h.create_virtualization_set(&set_name, &pool).await;
     let counts = |want: (i32, i32, i32)| {
         let sets = sets.clone();
         let set_name = set_name.clone();
@@ -907,6 +913,114 @@ async fn a_bios_settings_set_rolls_out_to_the_selected_servers() {
         .await
         .unwrap();
     eventually("children collected", || children(0)).await;
+}
+
+/// The ClusterRole and Role in `kustomize/maintenance` are sufficient: the controller runs as
+/// its ServiceAccount (impersonated), wins its Lease, and carries a BIOSSettingsSet, a
+/// BIOSVersion with image credentials and a ServerMaintenance with power to the end. A missing
+/// grant surfaces as a Forbidden reconcile error and the flow never completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_kustomize_rbac_is_enough() {
+    let h = Harness::with("mnt-rbac", "127.41.12.1", 4, fast_tasks()).await;
+    h.stop.cancel();
+    let granted = testenv::install_component_rbac(&h.client, "maintenance", &h.ns).await;
+    assert!(!granted.iter().any(|g| g.contains('*')), "{granted:?}");
+    let sa = testenv::impersonating_client(&h.ns, "metal-maintenance").await;
+    let denied = Api::<Server>::all(sa.clone())
+        .delete(h.server_name(0), &DeleteParams::default())
+        .await
+        .expect_err("deleting servers is not granted");
+    assert!(
+        matches!(&denied, kube::Error::Api(s) if s.code == 403),
+        "{denied}"
+    );
+
+    let admin = runtime::admin::AdminState::default();
+    let m = Maintenance::start(sa.clone(), h.config.clone(), &admin);
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    let handle = runtime::lease::spawn(
+        sa.clone(),
+        runtime::lease::LeaseParams::new(
+            "metal-maintenance",
+            h.ns.clone(),
+            "rbac-pod",
+            Duration::from_secs(4),
+        ),
+        None,
+    );
+    tokio::spawn(runtime::lease::run_while_leading(
+        handle,
+        stop,
+        move |token| {
+            let m = m.clone();
+            async move { m.run_controllers(token).await }
+        },
+    ));
+
+    let pool = testenv::unique_name("rbac");
+    for i in 0..2 {
+        h.label(i, "pool", Some(&pool)).await;
+    }
+    h.create_virtualization_set(&pool, &pool).await;
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "images", "namespace": h.ns },
+        "stringData": { "username": "fw", "password": "image-server-password" },
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client.clone(), &h.ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    create(
+        &h.client,
+        json!({
+            "apiVersion": api::API_VERSION, "kind": "BIOSVersion",
+            "metadata": { "name": format!("{pool}-fw") },
+            "spec": {
+                "version": "4.0.2", "serverRef": { "name": h.server_name(2) },
+                "serverMaintenancePolicy": "Enforced",
+                "image": { "URI": "http://127.0.0.1:9/bios-4.0.2.bin",
+                           "secretRef": { "name": "images", "namespace": h.ns } },
+            },
+        }),
+        h.versions(),
+    )
+    .await;
+    h.create_sm(
+        "rbac-power",
+        3,
+        json!({ "policy": "Enforced", "serverPower": "On" }),
+    )
+    .await;
+
+    for i in 0..2 {
+        let child = sets_child(&pool, h.server_name(i));
+        h.wait_bios(&child, BIOSSettingsState::Applied).await;
+    }
+    h.wait_version(&format!("{pool}-fw"), VersionState::Completed)
+        .await;
+    assert_eq!(h.system(2).bios_version.as_deref(), Some("4.0.2"));
+    eventually("power reached as the ServiceAccount", || async {
+        let sm = h.sms().get("rbac-power").await.ok()?;
+        let c = api::conditions::get(&sm.status?.conditions, "ServerPower")?.clone();
+        (c.reason == "PowerReached").then_some(())
+    })
+    .await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(h.client.clone());
+    let from_us = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some("metal-maintenance"))
+        .count();
+    assert!(from_us > 0, "events written as the ServiceAccount");
+}
+
+fn sets_child(set: &str, server: &str) -> String {
+    metal_maintenance::sets::child_name(set, server)
 }
 
 fn redfish_client(h: &Harness, i: usize) -> redfish::Client {
