@@ -17,7 +17,6 @@ use api::biossettings::{
 use api::conditions;
 use api::constants::{condition_types as ct, reasons};
 use api::server::Server;
-use kube::ResourceExt as _;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -70,7 +69,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
                     "retry requested by annotation",
                 ),
             );
-            write_status(ctx, bs, &status).await?;
+            window::write_status(ctx, bs, &status).await?;
         }
         window::clear_retry(ctx, bs).await?;
         return Ok(Action::await_change());
@@ -113,7 +112,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
     };
 
     if let Some(key) = window::waiting_for(ctx, bs, &server) {
-        return wait_for_window(ctx, bs, status, &key).await;
+        return window::wait_for_window(ctx, bs, status, &key).await;
     }
     // Read the BMC (no side effects).
     let facts = match read_bios(ctx, &server).await {
@@ -123,7 +122,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
                 &mut status.conditions,
                 window::condition(bs, BMC_CONDITION, false, e.reason(), &e.to_string()),
             );
-            write_status(ctx, bs, &status).await?;
+            window::write_status(ctx, bs, &status).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
     };
@@ -198,7 +197,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
         return pending_with(ctx, bs, status).await;
     };
     if !plan::holds(&server, &sm_key) {
-        return wait_for_window(ctx, bs, status, &sm_key).await;
+        return window::wait_for_window(ctx, bs, status, &sm_key).await;
     }
     conditions::remove(&mut status.conditions, ct::SERVER_MAINTENANCE_WAITING);
 
@@ -250,7 +249,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
                     &msg,
                 ),
             );
-            write_status(ctx, bs, &next).await?;
+            window::write_status(ctx, bs, &next).await?;
             return Ok(Action::requeue(POLL));
         }
         status.failed_attempts = Some(failed);
@@ -297,7 +296,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
                 );
                 if !applied.reset_required {
                     // Applied at once: the next reconcile verifies.
-                    write_status(ctx, bs, &status).await?;
+                    window::write_status(ctx, bs, &status).await?;
                     return Ok(Action::requeue(POLL));
                 }
             }
@@ -312,7 +311,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
                         &format!("writing step {}: {e}", step.name),
                     ),
                 );
-                write_status(ctx, bs, &status).await?;
+                window::write_status(ctx, bs, &status).await?;
                 return Ok(Action::requeue(Duration::from_secs(10)));
             }
         }
@@ -323,7 +322,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
     let reboot_age = conditions::get(&flow.conditions, ct::REBOOT_POST_UPDATE)
         .map(|c| window::age(&c.last_transition_time));
     if reboot_age.is_some_and(|a| a < ctx.config.power_timeout) {
-        write_status(ctx, bs, &status).await?;
+        window::write_status(ctx, bs, &status).await?;
         return Ok(Action::requeue(POLL));
     }
     let power = facts.power;
@@ -463,45 +462,6 @@ async fn read_bios(ctx: &Ctx, server: &Server) -> Result<BiosFacts, crate::bmc::
     })
 }
 
-async fn wait_for_window(
-    ctx: &Ctx,
-    bs: &BIOSSettings,
-    mut status: BIOSSettingsStatus,
-    key: &plan::Key,
-) -> Result<Action, Error> {
-    status.state = Some(BIOSSettingsState::Pending);
-    conditions::set(
-        &mut status.conditions,
-        window::condition(
-            bs,
-            ct::SERVER_MAINTENANCE_WAITING,
-            true,
-            reasons::SERVER_MAINTENANCE_WAITING,
-            &format!(
-                "waiting for maintenance {}/{} to hold the server",
-                key.0, key.1
-            ),
-        ),
-    );
-    write_status(ctx, bs, &status).await?;
-    Ok(Action::requeue(ctx.config.resync))
-}
-
-async fn write_status(
-    ctx: &Ctx,
-    bs: &BIOSSettings,
-    status: &BIOSSettingsStatus,
-) -> Result<(), Error> {
-    let mut status = status.clone();
-    status.observed_generation = bs.metadata.generation;
-    if bs.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let value = serde_json::to_value(&status).unwrap_or_default();
-    writes::apply_status(&api(ctx), &bs.name_any(), value).await?;
-    Ok(())
-}
-
 async fn pending(
     ctx: &Ctx,
     bs: &BIOSSettings,
@@ -523,7 +483,7 @@ async fn pending_with(
     mut status: BIOSSettingsStatus,
 ) -> Result<Action, Error> {
     status.state = Some(BIOSSettingsState::Pending);
-    write_status(ctx, bs, &status).await?;
+    window::write_status(ctx, bs, &status).await?;
     Ok(Action::requeue(ctx.config.resync))
 }
 
@@ -540,7 +500,7 @@ async fn fail(
         &mut status.conditions,
         window::condition(bs, type_, true, reason, msg),
     );
-    write_status(ctx, bs, &status).await?;
+    window::write_status(ctx, bs, &status).await?;
     ctx.events.warning(bs, reason, msg.to_string());
     window::release(ctx, bs).await?;
     Ok(Action::await_change())
@@ -571,7 +531,7 @@ async fn applied(
             "the BIOS reports every setting".to_string(),
         );
     }
-    write_status(ctx, bs, &status).await?;
+    window::write_status(ctx, bs, &status).await?;
     window::release(ctx, bs).await?;
     // The resync doubles as the drift check.
     Ok(Action::requeue(ctx.config.resync))

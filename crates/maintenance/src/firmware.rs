@@ -16,7 +16,6 @@ use api::common::{Task, UpdatePolicy};
 use api::conditions;
 use api::constants::{condition_types as ct, reasons};
 use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt as _;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -130,52 +129,18 @@ fn restart(bv: &BIOSVersion, old: &BIOSVersionStatus, failed_attempts: i32) -> B
     }
 }
 
-async fn wait_for_window(
-    ctx: &Ctx,
-    bv: &BIOSVersion,
-    mut status: BIOSVersionStatus,
-    key: &plan::Key,
-) -> Result<Action, Error> {
-    status.state = Some(VersionState::Pending);
-    conditions::set(
-        &mut status.conditions,
-        window::condition(
-            bv,
-            ct::SERVER_MAINTENANCE_WAITING,
-            true,
-            reasons::SERVER_MAINTENANCE_WAITING,
-            &format!(
-                "waiting for maintenance {}/{} to hold the server",
-                key.0, key.1
-            ),
-        ),
-    );
-    write_status(ctx, bv, &status).await?;
-    Ok(Action::requeue(ctx.config.resync))
-}
-
-async fn write_status(
+/// Writes a record that precedes a side effect: only from an up-to-date read.
+/// Returns the object as written: later writes of the same reconcile must use its
+/// `resourceVersion`.
+async fn record(
     ctx: &Ctx,
     bv: &BIOSVersion,
     status: &BIOSVersionStatus,
-) -> Result<(), Error> {
-    let mut status = status.clone();
-    status.observed_generation = bv.metadata.generation;
-    if bv.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let value = serde_json::to_value(&status).unwrap_or_default();
-    writes::apply_status(&api(ctx), &bv.name_any(), value).await?;
-    Ok(())
-}
-
-/// Writes a record that precedes a side effect: only from an up-to-date read.
-async fn record(ctx: &Ctx, bv: &BIOSVersion, status: &BIOSVersionStatus) -> Result<(), Error> {
+) -> Result<BIOSVersion, Error> {
     let mut status = status.clone();
     status.observed_generation = bv.metadata.generation;
     let value = serde_json::to_value(&status).unwrap_or_default();
-    writes::apply_status_if_unchanged(&api(ctx), bv, value).await?;
-    Ok(())
+    writes::apply_status_if_unchanged(&api(ctx), bv, value).await
 }
 
 async fn fail(
@@ -203,7 +168,7 @@ async fn fail(
             &mut next.conditions,
             window::condition(bv, ct::VERSION_UPGRADE_COMPLETED, false, reason, &msg),
         );
-        write_status(ctx, bv, &next).await?;
+        window::write_status(ctx, bv, &next).await?;
         return Ok(Action::requeue(POLL));
     }
     status.state = Some(VersionState::Failed);
@@ -212,7 +177,7 @@ async fn fail(
         &mut status.conditions,
         window::condition(bv, ct::VERSION_UPGRADE_COMPLETED, false, reason, &msg),
     );
-    write_status(ctx, bv, &status).await?;
+    window::write_status(ctx, bv, &status).await?;
     window::release(ctx, bv).await?;
     Ok(Action::await_change())
 }
@@ -235,7 +200,7 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
                     "retry requested by annotation",
                 ),
             );
-            write_status(ctx, bv, &next).await?;
+            window::write_status(ctx, bv, &next).await?;
         }
         window::clear_retry(ctx, bv).await?;
         return Ok(Action::await_change());
@@ -265,13 +230,13 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
             ),
         );
         status.state = Some(VersionState::Pending);
-        write_status(ctx, bv, &status).await?;
+        window::write_status(ctx, bv, &status).await?;
         window::release(ctx, bv).await?;
         return Ok(Action::requeue(ctx.config.resync));
     };
 
     if let Some(key) = window::waiting_for(ctx, bv, &server) {
-        return wait_for_window(ctx, bv, status, &key).await;
+        return window::wait_for_window(ctx, bv, status, &key).await;
     }
     // What runs now (no side effects).
     let read = async {
@@ -292,7 +257,7 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
                     &e.to_string(),
                 ),
             );
-            write_status(ctx, bv, &status).await?;
+            window::write_status(ctx, bv, &status).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
     };
@@ -334,7 +299,7 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
                 format!("the BIOS runs {wanted}"),
             );
         }
-        write_status(ctx, bv, &status).await?;
+        window::write_status(ctx, bv, &status).await?;
         window::release(ctx, bv).await?;
         return Ok(Action::requeue(ctx.config.resync));
     }
@@ -342,11 +307,11 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
     // Installing needs the server in maintenance.
     let Some(sm_key) = window::ensure(ctx, bv).await? else {
         status.state = Some(VersionState::Pending);
-        write_status(ctx, bv, &status).await?;
+        window::write_status(ctx, bv, &status).await?;
         return Ok(Action::requeue(ctx.config.resync));
     };
     if !plan::holds(&server, &sm_key) {
-        return wait_for_window(ctx, bv, status, &sm_key).await;
+        return window::wait_for_window(ctx, bv, status, &sm_key).await;
     }
     conditions::remove(&mut status.conditions, ct::SERVER_MAINTENANCE_WAITING);
     if status.state != Some(VersionState::InProgress) {
@@ -388,7 +353,7 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
     );
     match step {
         FwStep::WaitIssued | FwStep::WaitReboot => {
-            write_status(ctx, bv, &status).await?;
+            window::write_status(ctx, bv, &status).await?;
             Ok(Action::requeue(POLL))
         }
         FwStep::Issue => {
@@ -403,7 +368,7 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
             );
             issued.last_transition_time = now();
             status.conditions.push(issued);
-            record(ctx, bv, &status).await?;
+            let recorded = record(ctx, bv, &status).await?;
             let started = bmc.simple_update(&req).await;
             ctx.requests.observe("firmware_update", &started);
             match started {
@@ -418,13 +383,13 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
                         reasons::UPGRADE_ISSUED,
                         format!("installing {} from {}", wanted, bv.spec.template.image.uri),
                     );
-                    write_status(ctx, bv, &status).await?;
+                    window::write_status(ctx, &recorded, &status).await?;
                     Ok(Action::requeue(POLL))
                 }
                 Err(e) => {
                     fail(
                         ctx,
-                        bv,
+                        &recorded,
                         status,
                         reasons::UPGRADE_ISSUE_FAILED,
                         &format!("SimpleUpdate refused: {e}"),
@@ -446,7 +411,7 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
                 {
                     status.upgrade_task.as_mut().expect("set above").state = Some("Running".into());
                 }
-                write_status(ctx, bv, &status).await?;
+                window::write_status(ctx, bv, &status).await?;
                 Ok(Action::requeue(POLL))
             }
             Ok(TaskProgress::Done(t)) => {
@@ -481,7 +446,7 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
                         "the BMC staged the image",
                     ),
                 );
-                write_status(ctx, bv, &status).await?;
+                window::write_status(ctx, bv, &status).await?;
                 Ok(Action::requeue(Duration::from_millis(200)))
             }
             Err(e) if e.status() == Some(404) => {
@@ -489,7 +454,7 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
                 let mut task = mirror(Some(uri), None);
                 task.state = Some("Completed".into());
                 status.upgrade_task = Some(task);
-                write_status(ctx, bv, &status).await?;
+                window::write_status(ctx, bv, &status).await?;
                 Ok(Action::requeue(Duration::from_millis(200)))
             }
             Err(e) => {
@@ -503,7 +468,7 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
                         &format!("polling the update task: {e}"),
                     ),
                 );
-                write_status(ctx, bv, &status).await?;
+                window::write_status(ctx, bv, &status).await?;
                 Ok(Action::requeue(Duration::from_secs(10)))
             }
         },

@@ -66,7 +66,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, caches: &Caches, shutdown: CancellationTo
             kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
         )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, crate::window::backoff::<ServerMaintenance>, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "maintenance controller");
@@ -91,25 +91,8 @@ fn key_string(k: &Key) -> String {
     format!("{}/{}", k.0, k.1)
 }
 
-fn error_policy(sm: Arc<ServerMaintenance>, error: &Error, ctx: Arc<Ctx>) -> Action {
-    let key = key_string(&plan::key(&sm));
-    tracing::warn!(maintenance = %key, error = %error, "reconciling maintenance failed");
-    Action::requeue(ctx.backoff.failed(format!("sm/{key}")))
-}
-
 async fn reconcile(sm: Arc<ServerMaintenance>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    ctx.caches.ready().await;
-    let timer = ctx.metrics.start("ServerMaintenance");
-    let result = reconcile_one(&sm, &ctx).await;
-    match &result {
-        Ok(_) => {
-            timer.success();
-            ctx.backoff
-                .succeeded(&format!("sm/{}", key_string(&plan::key(&sm))));
-        }
-        Err(e) => timer.failure(e.reason()),
-    }
-    result
+    crate::window::instrumented(sm.as_ref(), &ctx, reconcile_one(&sm, &ctx)).await
 }
 
 fn sm_api(ctx: &Ctx, sm: &ServerMaintenance) -> Api<ServerMaintenance> {
@@ -295,13 +278,10 @@ async fn write_conditions(
     if !changed {
         return Ok(());
     }
+    // Only from an up-to-date read: records precede side effects, and a write from a stale
+    // read would drop a record another reconcile made.
     let status = json!({"state": state, "conditions": list});
-    if fresh_power_record {
-        // A record before a side effect: only from an up-to-date read.
-        writes::apply_status_if_unchanged(&sm_api(ctx, sm), sm, status).await?;
-    } else {
-        writes::apply_status(&sm_api(ctx, sm), &sm.name_any(), status).await?;
-    }
+    writes::apply_status_if_unchanged(&sm_api(ctx, sm), sm, status).await?;
     Ok(())
 }
 

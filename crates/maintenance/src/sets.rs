@@ -239,25 +239,9 @@ pub(crate) async fn run<S: SetKind>(
     let reconcile = move |set: Arc<S>, ctx: Arc<Ctx>| {
         let children = children_store.clone();
         async move {
-            ctx.caches.ready().await;
-            let kind = S::kind(&());
-            let key = format!("{kind}/{}", set.name_any());
-            let timer = ctx.metrics.start(&kind);
-            let result = reconcile_set(set.as_ref(), &ctx, &children).await;
-            match &result {
-                Ok(_) => {
-                    timer.success();
-                    ctx.backoff.succeeded(&key);
-                }
-                Err(e) => timer.failure(e.reason()),
-            }
-            result
+            let work = reconcile_set(set.as_ref(), &ctx, &children);
+            crate::window::instrumented(set.as_ref(), &ctx, work).await
         }
-    };
-    let error_policy = |set: Arc<S>, error: &Error, ctx: Arc<Ctx>| {
-        let key = format!("{}/{}", S::kind(&()), set.name_any());
-        tracing::warn!(set = %key, error = %error, "reconcile failed");
-        Action::requeue(ctx.backoff.failed(key))
     };
     Controller::for_shared_stream(sets.applied(), sets.store())
         // Any server change may change which servers a set selects.
@@ -280,7 +264,7 @@ pub(crate) async fn run<S: SetKind>(
             kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
         )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, crate::window::backoff::<S>, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, kind = %S::kind(&()), "set controller");

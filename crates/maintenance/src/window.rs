@@ -4,8 +4,8 @@
 //! deleted. A reference the user set to an existing maintenance is used and never deleted.
 
 use crate::{Caches, Ctx, Error, plan, writes};
-use api::biossettings::BIOSSettings;
-use api::biosversion::BIOSVersion;
+use api::biossettings::{BIOSSettings, BIOSSettingsState, BIOSSettingsStatus};
+use api::biosversion::{BIOSVersion, BIOSVersionStatus, VersionState};
 use api::common::{ObjectReference, ServerMaintenancePolicy};
 use api::conditions::{self, ConditionStatus};
 use api::constants::{OPERATION_ANNOTATION, Operation, finalizers, reasons};
@@ -46,11 +46,34 @@ pub trait Requester:
     fn maintenance_ref(&self) -> Option<&ObjectReference>;
     /// `spec.serverMaintenancePolicy` (default `OwnerApproval`).
     fn policy(&self) -> ServerMaintenancePolicy;
+    /// The status type.
+    type Status: serde::Serialize + Clone + PartialEq + Default + Send + Sync;
+    /// The status as stored.
+    fn stored_status(&self) -> Option<&Self::Status>;
+    /// Records the generation a status describes.
+    fn observe(status: &mut Self::Status, generation: Option<i64>);
+    /// Moves a status to `Pending`.
+    fn mark_pending(status: &mut Self::Status);
+    /// The status's top-level conditions.
+    fn conditions(status: &mut Self::Status) -> &mut Vec<Condition>;
 }
 
 impl Requester for BIOSSettings {
     const FINALIZER: &'static str = finalizers::BIOS_SETTINGS;
     const PREFIX: &'static str = "bios";
+    type Status = BIOSSettingsStatus;
+    fn stored_status(&self) -> Option<&BIOSSettingsStatus> {
+        self.status.as_ref()
+    }
+    fn observe(status: &mut BIOSSettingsStatus, generation: Option<i64>) {
+        status.observed_generation = generation;
+    }
+    fn mark_pending(status: &mut BIOSSettingsStatus) {
+        status.state = Some(BIOSSettingsState::Pending);
+    }
+    fn conditions(status: &mut BIOSSettingsStatus) -> &mut Vec<Condition> {
+        &mut status.conditions
+    }
     fn server(&self) -> Option<&str> {
         self.spec.server_ref.as_ref().map(|r| r.name.as_str())
     }
@@ -68,6 +91,19 @@ impl Requester for BIOSSettings {
 impl Requester for BIOSVersion {
     const FINALIZER: &'static str = finalizers::BIOS_VERSION;
     const PREFIX: &'static str = "biosversion";
+    type Status = BIOSVersionStatus;
+    fn stored_status(&self) -> Option<&BIOSVersionStatus> {
+        self.status.as_ref()
+    }
+    fn observe(status: &mut BIOSVersionStatus, generation: Option<i64>) {
+        status.observed_generation = generation;
+    }
+    fn mark_pending(status: &mut BIOSVersionStatus) {
+        status.state = Some(VersionState::Pending);
+    }
+    fn conditions(status: &mut BIOSVersionStatus) -> &mut Vec<Condition> {
+        &mut status.conditions
+    }
     fn server(&self) -> Option<&str> {
         self.spec.server_ref.as_ref().map(|r| r.name.as_str())
     }
@@ -101,25 +137,9 @@ pub(crate) async fn run<K, F, Fut>(
     let reconcile = move |obj: Arc<K>, ctx: Arc<Ctx>| {
         let f = reconcile_one.clone();
         async move {
-            ctx.caches.ready().await;
-            let kind = K::kind(&());
-            let key = format!("{kind}/{}", obj.name_any());
-            let timer = ctx.metrics.start(&kind);
-            let result = f(obj, ctx.clone()).await;
-            match &result {
-                Ok(_) => {
-                    timer.success();
-                    ctx.backoff.succeeded(&key);
-                }
-                Err(e) => timer.failure(e.reason()),
-            }
-            result
+            let work = f(obj.clone(), ctx.clone());
+            instrumented(obj.as_ref(), &ctx, work).await
         }
-    };
-    let error_policy = |obj: Arc<K>, error: &Error, ctx: Arc<Ctx>| {
-        let key = format!("{}/{}", K::kind(&()), obj.name_any());
-        tracing::warn!(object = %key, error = %error, "reconcile failed");
-        Action::requeue(ctx.backoff.failed(key))
     };
     Controller::for_shared_stream(objects.applied(), store)
         .watches_shared_stream(caches.servers.touched(), move |server| {
@@ -142,13 +162,105 @@ pub(crate) async fn run<K, F, Fut>(
             kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
         )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, backoff::<K>, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, kind = %K::kind(&()), "controller");
             }
         })
         .await;
+}
+
+/// Runs `work` as one reconcile of `obj`: after the caches synced, counted and timed in the
+/// reconcile metrics, the object's backoff forgotten on success.
+pub(crate) async fn instrumented<K: Resource<DynamicType = ()>>(
+    obj: &K,
+    ctx: &Ctx,
+    work: impl Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    ctx.caches.ready().await;
+    let key = backoff_key(obj);
+    let timer = ctx.metrics.start(&K::kind(&()));
+    let result = work.await;
+    match &result {
+        Ok(_) => {
+            timer.success();
+            ctx.backoff.succeeded(&key);
+        }
+        Err(e) => timer.failure(e.reason()),
+    }
+    result
+}
+
+fn backoff_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    let meta = obj.meta();
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The error policy of every controller here: log, then retry with the object's backoff.
+pub(crate) fn backoff<K: Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    error: &Error,
+    ctx: Arc<Ctx>,
+) -> Action {
+    let key = backoff_key(obj.as_ref());
+    if matches!(error, Error::Conflict { .. }) {
+        // A write from a read the cache had not caught up with: read again.
+        tracing::debug!(object = %key, error = %error, "conflict, retrying");
+    } else {
+        tracing::warn!(object = %key, error = %error, "reconcile failed");
+    }
+    Action::requeue(ctx.backoff.failed(key))
+}
+
+/// Writes `status` (with the generation it describes) unless it is what is stored, only if the
+/// object has not changed since it was read.
+pub(crate) async fn write_status<K: Requester>(
+    ctx: &Ctx,
+    obj: &K,
+    status: &K::Status,
+) -> Result<(), Error> {
+    let mut status = status.clone();
+    K::observe(&mut status, obj.meta().generation);
+    if obj.stored_status() == Some(&status) {
+        return Ok(());
+    }
+    let value = serde_json::to_value(&status).unwrap_or_default();
+    let api: Api<K> = Api::all(ctx.client.clone());
+    // Conditional like the records themselves: a write from a stale read would drop a record
+    // another reconcile made (and so repeat its side effect).
+    writes::apply_status_if_unchanged(&api, obj, value).await?;
+    Ok(())
+}
+
+/// `Pending` with `ServerMaintenanceWaiting` until maintenance `key` holds the server.
+pub(crate) async fn wait_for_window<K: Requester>(
+    ctx: &Ctx,
+    obj: &K,
+    mut status: K::Status,
+    key: &plan::Key,
+) -> Result<Action, Error> {
+    K::mark_pending(&mut status);
+    conditions::set(
+        K::conditions(&mut status),
+        condition(
+            obj,
+            api::constants::condition_types::SERVER_MAINTENANCE_WAITING,
+            true,
+            reasons::SERVER_MAINTENANCE_WAITING,
+            &format!(
+                "waiting for maintenance {}/{} to hold the server",
+                key.0, key.1
+            ),
+        ),
+    );
+    write_status(ctx, obj, &status).await?;
+    Ok(Action::requeue(ctx.config.resync))
 }
 
 /// A condition observed on `obj` now.

@@ -294,11 +294,13 @@ where
     let mut last = None;
     let found = tokio::time::timeout(T, async {
         loop {
-            let o = api.get(name).await.unwrap();
-            if state_of(&o).as_ref() == Some(&want) {
-                return o;
+            // Not there yet (e.g. a set's child about to be created) counts as not done.
+            if let Some(o) = api.get_opt(name).await.unwrap() {
+                if state_of(&o).as_ref() == Some(&want) {
+                    return o;
+                }
+                last = Some(o);
             }
-            last = Some(o);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })

@@ -11,6 +11,7 @@
 //! parent and kills the control plane's process group when it is gone, even after a panic or a
 //! `SIGKILL`.
 
+pub mod bench;
 mod pki;
 
 use k8s_openapi::api::core::v1::Namespace;
