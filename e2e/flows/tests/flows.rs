@@ -1,7 +1,8 @@
-//! End-to-end flows with the three controllers as processes (RBAC from kustomize, acting as their
+//! End-to-end flows with the four controllers as processes (RBAC from kustomize, acting as their
 //! ServiceAccounts), a simulated rack with network-boot firmware, and an image registry:
-//! discover → claim → boot → release, in-band discovery through the boot server and the probe,
-//! a BMC that refuses to power off, and controllers killed at random points.
+//! discover → claim → boot → BIOS settings in an approved maintenance window → release, in-band
+//! discovery through the boot server and the probe, a BMC that refuses to power off, and
+//! controllers killed at random points.
 
 use api::serverclaim::ServerClaim;
 use e2e::{
