@@ -53,34 +53,17 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
     if let Some(done) = window::prologue(ctx, bs).await? {
         return Ok(done);
     }
-    let mut status = bs.status.clone().unwrap_or_default();
-    let state = status.state;
-    let retry_requested = window::retry_requested(bs);
-    if retry_requested {
-        if state == Some(BIOSSettingsState::Failed) {
-            status = restart(bs, &status, 0);
-            conditions::set(
-                &mut status.conditions,
-                window::condition(
-                    bs,
-                    ct::RETRY_OF_FAILED_RESOURCE_ISSUED,
-                    true,
-                    reasons::RETRY_OF_FAILED_RESOURCE_ISSUED,
-                    "retry requested by annotation",
-                ),
-            );
-            window::write_status(ctx, bs, &status).await?;
-        }
-        window::clear_retry(ctx, bs).await?;
-        return Ok(Action::await_change());
-    }
+    let status = bs.status.clone().unwrap_or_default();
     // Failed is sticky until the retry annotation; Applied is re-checked against the BMC on
     // every reconcile, so a changed spec needs no generation bookkeeping (our own writes of
     // spec.serverMaintenanceRef bump the generation too).
-    if status.state == Some(BIOSSettingsState::Failed) {
-        window::release(ctx, bs).await?;
-        return Ok(Action::await_change());
+    let failed = status.state == Some(BIOSSettingsState::Failed);
+    if let Some(done) =
+        window::sticky_failure(ctx, bs, &status, failed, |old| restart(bs, old, 0)).await?
+    {
+        return Ok(done);
     }
+    let mut status = status;
 
     // Validate what needs no server.
     let dups = biosplan::duplicate_keys(&bs.spec);

@@ -186,31 +186,16 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
     if let Some(done) = window::prologue(ctx, bv).await? {
         return Ok(done);
     }
-    let mut status = bv.status.clone().unwrap_or_default();
-    if window::retry_requested(bv) {
-        if status.state == Some(VersionState::Failed) {
-            let mut next = restart(bv, &status, 0);
-            conditions::set(
-                &mut next.conditions,
-                window::condition(
-                    bv,
-                    ct::RETRY_OF_FAILED_RESOURCE_ISSUED,
-                    true,
-                    reasons::RETRY_OF_FAILED_RESOURCE_ISSUED,
-                    "retry requested by annotation",
-                ),
-            );
-            window::write_status(ctx, bv, &next).await?;
-        }
-        window::clear_retry(ctx, bv).await?;
-        return Ok(Action::await_change());
-    }
+    let status = bv.status.clone().unwrap_or_default();
     // Failed is sticky until the retry annotation; Completed is re-checked against the
     // running version on every reconcile.
-    if status.state == Some(VersionState::Failed) {
-        window::release(ctx, bv).await?;
-        return Ok(Action::await_change());
+    let failed = status.state == Some(VersionState::Failed);
+    if let Some(done) =
+        window::sticky_failure(ctx, bv, &status, failed, |old| restart(bv, old, 0)).await?
+    {
+        return Ok(done);
     }
+    let mut status = status;
     let server_name = bv.spec.server_ref.as_ref().map(|r| r.name.clone());
     let Some(server) = server_name
         .as_deref()

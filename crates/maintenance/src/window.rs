@@ -390,6 +390,41 @@ pub(crate) async fn clear_retry<K: Requester>(ctx: &Ctx, obj: &K) -> Result<(), 
     Ok(())
 }
 
+/// `Failed` is sticky: a failed object only releases its maintenance, until the retry
+/// annotation restarts it (`fresh` builds the restarted status). `Some(action)` ends the
+/// reconcile.
+pub(crate) async fn sticky_failure<K: Requester>(
+    ctx: &Ctx,
+    obj: &K,
+    status: &K::Status,
+    failed: bool,
+    fresh: impl FnOnce(&K::Status) -> K::Status,
+) -> Result<Option<Action>, Error> {
+    if retry_requested(obj) {
+        if failed {
+            let mut next = fresh(status);
+            conditions::set(
+                K::conditions(&mut next),
+                condition(
+                    obj,
+                    api::constants::condition_types::RETRY_OF_FAILED_RESOURCE_ISSUED,
+                    true,
+                    reasons::RETRY_OF_FAILED_RESOURCE_ISSUED,
+                    "retry requested by annotation",
+                ),
+            );
+            write_status(ctx, obj, &next).await?;
+        }
+        clear_retry(ctx, obj).await?;
+        return Ok(Some(Action::await_change()));
+    }
+    if failed {
+        release(ctx, obj).await?;
+        return Ok(Some(Action::await_change()));
+    }
+    Ok(None)
+}
+
 /// Releases the maintenance and removes the finalizer (the object is being deleted).
 pub(crate) async fn finish<K: Requester>(ctx: &Ctx, obj: &K) -> Result<(), Error> {
     release(ctx, obj).await?;

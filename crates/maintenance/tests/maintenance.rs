@@ -8,6 +8,7 @@ use api::server::{Server, ServerState};
 use api::serverclaim::ServerClaim;
 use api::servermaintenance::{ServerMaintenance, ServerMaintenanceState};
 use api::sets::BIOSSettingsSet;
+use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use metal_bmc_sim::{BmcInfo, GroupSpec, Knobs, PowerState, RackSpec, SimHandle, Simulator};
 use metal_maintenance::{Config, Maintenance};
@@ -820,6 +821,28 @@ async fn a_failing_update_task_fails_after_its_retries() {
     assert_eq!(h.resets(0), 0, "nothing staged, nothing rebooted");
     h.wait_server(0, ServerState::Available, false).await;
     assert_ne!(h.system(0).bios_version.as_deref(), Some("9.9.9"));
+    // Failed is sticky until the retry annotation, which starts a new round of attempts.
+    h.versions()
+        .patch(
+            "bad",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"metal.ironcore.dev/operation": "retry"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually("a new SimpleUpdate after the retry", || async {
+        (h.updates(0) > 2).then_some(())
+    })
+    .await;
+    let v = h.versions().get("bad").await.unwrap();
+    assert!(
+        v.annotations()
+            .get("metal.ironcore.dev/operation")
+            .is_none(),
+        "annotation removed"
+    );
 }
 
 impl Harness {
