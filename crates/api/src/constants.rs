@@ -186,6 +186,23 @@ pub const METADATA_FLAVOR_HEADER: &str = "Metadata-Flavor";
 /// Required value of [`METADATA_FLAVOR_HEADER`].
 pub const METADATA_FLAVOR_VALUE: &str = "IronCore Metal";
 
+/// Our addition: annotation on a Server choosing how its disks are cleaned when a `Recycle`
+/// claim releases it (else reservation's `--cleaning-mode`).
+pub const CLEANING_MODE_ANNOTATION: &str = "metal.ironcore.dev/cleaning-mode";
+
+closed_enum! {
+    /// Values of [`CLEANING_MODE_ANNOTATION`] (our addition, not in upstream metal-operator).
+    pub enum CleaningMode {
+        /// Released servers go straight back to Available (upstream behaviour).
+        Disabled = "Disabled",
+        /// Partition tables and filesystem signatures are wiped by the in-band agent.
+        Metadata = "Metadata",
+        /// Every drive is erased: Redfish SecureErase where the drive offers it, else
+        /// overwritten by the in-band agent.
+        Full = "Full",
+    }
+}
+
 /// Our addition: annotation on a BMC or Server choosing how inventory is gathered.
 pub const INSPECTION_ANNOTATION: &str = "metal.ironcore.dev/inspection";
 
@@ -276,6 +293,16 @@ pub mod condition_types {
     pub const CHANGES_ISSUED: &str = "ChangesIssued";
     /// BMCSettings: changes were read back and match.
     pub const CHANGES_VERIFIED: &str = "ChangesVerified";
+
+    /// Server (our addition, owner discovery): whether the server can be trusted to do its job;
+    /// `False` with `BMCUnreachable` / `InventoryUnreadable` explains a discovery-written `Error`.
+    pub const HEALTHY: &str = "Healthy";
+    /// Server (our addition, owner reservation): a released server must be cleaned; the reason
+    /// is the mode (`Metadata`, `Full`), recorded with the move to `Cleaning`.
+    pub const CLEANING_REQUESTED: &str = "CleaningRequested";
+    /// Server (our addition, owner maintenance): progress and result of disk cleaning
+    /// (Unknown `Cleaning`, True `Cleaned`, False `CleaningFailed`).
+    pub const CLEANED: &str = "Cleaned";
 }
 
 /// Condition reasons (CamelCase), grouped by the condition types that use them.
@@ -425,6 +452,23 @@ pub mod reasons {
     /// BMCSettings: verification still pending.
     pub const SETTINGS_VERIFICATION_PENDING: &str = "SettingsVerificationPending";
 
+    /// Healthy=True: the BMC answers and the inventory reads.
+    pub const HEALTHY: &str = "Healthy";
+    /// Healthy=False: the BMC has not answered for longer than the error threshold.
+    pub const BMC_UNREACHABLE: &str = "BMCUnreachable";
+    /// Healthy=False: the BMC answers but the server's inventory cannot be read.
+    pub const INVENTORY_UNREADABLE: &str = "InventoryUnreadable";
+    /// CleaningRequested=True: wipe partition tables and signatures.
+    pub const CLEANING_METADATA: &str = "Metadata";
+    /// CleaningRequested=True: erase every drive completely.
+    pub const CLEANING_FULL: &str = "Full";
+    /// Cleaned=Unknown: cleaning is in progress.
+    pub const CLEANING: &str = "Cleaning";
+    /// Cleaned=True: every drive was cleaned as the mode requires.
+    pub const CLEANED: &str = "Cleaned";
+    /// Cleaned=False: cleaning failed; the server stays out of the pool (state Error).
+    pub const CLEANING_FAILED: &str = "CleaningFailed";
+
     /// Every reason above, for validation in tests and tooling.
     pub const ALL: &[&str] = &[
         CONNECTED,
@@ -493,6 +537,14 @@ pub mod reasons {
         CHANGES_ISSUED,
         CHANGES_VERIFIED,
         SETTINGS_VERIFICATION_PENDING,
+        HEALTHY,
+        BMC_UNREACHABLE,
+        INVENTORY_UNREADABLE,
+        CLEANING_METADATA,
+        CLEANING_FULL,
+        CLEANING,
+        CLEANED,
+        CLEANING_FAILED,
     ];
 }
 

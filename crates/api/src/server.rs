@@ -205,6 +205,9 @@ closed_enum! {
         Maintenance = "Maintenance",
         /// Taken out of the claim lifecycle (annotation `park`) for out-of-band work.
         Parked = "Parked",
+        /// Our addition: a released server's disks are being wiped before it is Available
+        /// again (cleaning mode `Metadata` or `Full`).
+        Cleaning = "Cleaning",
     }
 }
 

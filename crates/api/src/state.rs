@@ -11,14 +11,17 @@
 //! | Initial | Discovery | discovery |
 //! | Discovery | Available | discovery |
 //! | Discovery | Initial (timeout) | discovery |
-//! | Initial, Discovery | Error | discovery |
-//! | Error | Initial | discovery |
+//! | Initial, Discovery, Available | Error | discovery (BMC gone too long, inventory unreadable) |
+//! | Error | Initial | discovery (its cause is gone, or `retry`) |
 //! | (none) | Reserved (adopting a server that already has a claim) | reservation |
 //! | Available | Reserved | reservation |
 //! | Reserved | Released, Available | reservation |
+//! | Reserved | Cleaning | reservation (a `Recycle` release with cleaning enabled) |
 //! | Released | Available | reservation |
 //! | Available, Reserved | Maintenance, Parked | maintenance |
 //! | Maintenance, Parked | Initial, Available, Reserved | maintenance |
+//! | Cleaning | Available, Error | maintenance (cleaning succeeded / failed) |
+//! | Error | Cleaning | maintenance (`retry` of a failed cleaning) |
 
 pub use crate::server::ServerState;
 
@@ -57,14 +60,16 @@ pub fn transition_owner(from: Option<ServerState>, to: ServerState) -> Option<Co
         | (Some(Initial), Discovery)
         | (Some(Discovery), Available)
         | (Some(Discovery), Initial)
-        | (Some(Initial | Discovery), Error)
+        | (Some(Initial | Discovery | Available), Error)
         | (Some(Error), Initial) => Controller::Discovery,
         (None, Reserved)
         | (Some(Available), Reserved)
-        | (Some(Reserved), Released | Available)
+        | (Some(Reserved), Released | Available | Cleaning)
         | (Some(Released), Available) => Controller::Reservation,
         (Some(Available | Reserved), Maintenance | Parked)
-        | (Some(Maintenance | Parked), Initial | Available | Reserved) => Controller::Maintenance,
+        | (Some(Maintenance | Parked), Initial | Available | Reserved)
+        | (Some(Cleaning), Available | Error)
+        | (Some(Error), Cleaning) => Controller::Maintenance,
         _ => return None,
     };
     Some(owner)
@@ -83,7 +88,9 @@ pub fn side_effect_owner(state: ServerState) -> Controller {
         ServerState::Available | ServerState::Reserved | ServerState::Released => {
             Controller::Provisioning
         }
-        ServerState::Maintenance | ServerState::Parked => Controller::Maintenance,
+        ServerState::Maintenance | ServerState::Parked | ServerState::Cleaning => {
+            Controller::Maintenance
+        }
     }
 }
 
@@ -116,11 +123,13 @@ mod tests {
         (Some(Discovery), Initial, D),
         (Some(Initial), Error, D),
         (Some(Discovery), Error, D),
+        (Some(Available), Error, D),
         (Some(Error), Initial, D),
         (None, Reserved, R),
         (Some(Available), Reserved, R),
         (Some(Reserved), Released, R),
         (Some(Reserved), Available, R),
+        (Some(Reserved), Cleaning, R),
         (Some(Released), Available, R),
         (Some(Available), Maintenance, M),
         (Some(Reserved), Maintenance, M),
@@ -132,6 +141,9 @@ mod tests {
         (Some(Parked), Initial, M),
         (Some(Parked), Available, M),
         (Some(Parked), Reserved, M),
+        (Some(Cleaning), Available, M),
+        (Some(Cleaning), Error, M),
+        (Some(Error), Cleaning, M),
     ];
 
     #[test]
@@ -171,6 +183,10 @@ mod tests {
             (Some(Released), Parked),
             (None, Available),
             (None, Maintenance),
+            (Some(Cleaning), Reserved),
+            (Some(Available), Cleaning),
+            (Some(Reserved), Error),
+            (Some(Released), Cleaning),
         ];
         for (from, to) in rejected {
             assert!(!transition_allowed(from, to), "{from:?} -> {to:?}");
@@ -195,6 +211,7 @@ mod tests {
         }
         assert_eq!(side_effect_owner(Maintenance), M);
         assert_eq!(side_effect_owner(Parked), M);
+        assert_eq!(side_effect_owner(Cleaning), M);
     }
 
     #[test]
