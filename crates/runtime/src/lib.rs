@@ -8,6 +8,7 @@ pub mod admin;
 pub mod backoff;
 pub mod bmc;
 pub mod cache;
+pub mod checkpoint;
 pub mod events;
 pub mod flags;
 pub mod lease;
