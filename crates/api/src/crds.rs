@@ -58,11 +58,12 @@ pub fn schema_json(crd: &CustomResourceDefinition) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Renders a CRD as YAML. Field order is fixed by the types and property maps are sorted, so
-/// the output is stable across runs.
+/// Renders a CRD as YAML that YAML 1.1 readers (kubectl, PyYAML) and YAML 1.2 readers read
+/// alike ([`crate::yaml`]: enum values such as `On`/`Off` are quoted). Field order is fixed by
+/// the types and property maps are sorted, so the output is stable across runs.
 pub fn render_yaml(crd: &CustomResourceDefinition) -> String {
-    let body = serde_yaml::to_string(crd).expect("CRD serializes to YAML");
-    format!("---\n{body}")
+    let value = serde_json::to_value(crd).expect("CRD serializes");
+    format!("---\n{}", crate::yaml::to_string(&value))
 }
 
 /// File name for a CRD, following the kubebuilder convention `<group>_<plural>.yaml`.

@@ -32,6 +32,7 @@ pub mod serverreadinessrule;
 pub mod sets;
 pub mod state;
 pub mod validation_cases;
+pub mod yaml;
 
 pub use biossettings::{BIOSSettings, BIOSSettingsSpec, BIOSSettingsStatus};
 pub use biosversion::{BIOSVersion, BIOSVersionSpec, BIOSVersionStatus};
