@@ -33,21 +33,16 @@ fn a_yaml_1_1_reader_reads_every_crd_file_as_generated() {
     );
     let venv = String::from_utf8_lossy(&out.stdout).trim().to_string();
     for (path, expected) in committed_files() {
-        let read = Command::new(format!("{venv}/bin/python"))
-            .args([
-                "-c",
-                "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
-            ])
-            .arg(&path)
-            .output()
-            .expect("python");
-        assert!(
-            read.status.success(),
-            "{}: {}",
-            path.display(),
-            String::from_utf8_lossy(&read.stderr)
+        let read = run(
+            Command::new(format!("{venv}/bin/python"))
+                .args([
+                    "-c",
+                    "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+                ])
+                .arg(&path),
+            &format!("PyYAML on {}", path.display()),
         );
-        let got: serde_json::Value = serde_json::from_slice(&read.stdout).expect("JSON");
+        let got: serde_json::Value = serde_json::from_slice(&read).expect("JSON");
         assert_eq!(
             got,
             expected,
@@ -66,19 +61,14 @@ async fn kubectl_apply_of_every_crd_file_sends_the_generated_schema() {
         .unwrap_or_else(|| PathBuf::from("kubectl"));
     for (path, expected) in committed_files() {
         // A server-side dry run returns what would be stored without touching the shared CRDs.
-        let out = Command::new(&kubectl)
-            .arg(format!("--kubeconfig={}", cp.kubeconfig().display()))
-            .args(["apply", "--dry-run=server", "-o", "json", "-f"])
-            .arg(&path)
-            .output()
-            .expect("kubectl");
-        assert!(
-            out.status.success(),
-            "kubectl apply -f {}: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
+        let out = run(
+            Command::new(&kubectl)
+                .arg(format!("--kubeconfig={}", cp.kubeconfig().display()))
+                .args(["apply", "--dry-run=server", "-o", "json", "-f"])
+                .arg(&path),
+            &format!("kubectl apply -f {}", path.display()),
         );
-        let stored: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let stored: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
         let schema = |v: &serde_json::Value| numbers_as_floats(&v["spec"]["versions"][0]["schema"]);
         assert_eq!(
             schema(&stored),
@@ -87,6 +77,19 @@ async fn kubectl_apply_of_every_crd_file_sends_the_generated_schema() {
             path.display()
         );
     }
+}
+
+/// Runs `cmd`, failing the test with its stderr unless it succeeds; returns its stdout.
+fn run(cmd: &mut Command, what: &str) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// The API server answers `minimum: 0.0` as `0`: compare numbers by value.

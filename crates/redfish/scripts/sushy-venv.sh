@@ -6,16 +6,6 @@
 #
 # Location: ${METAL_CACHE:-~/.cache/metal}/sushy-venv
 set -euo pipefail
-CACHE="${METAL_CACHE:-$HOME/.cache/metal}"
-VENV="$CACHE/sushy-venv"
-if [ -x "$VENV/bin/sushy-emulator" ] && "$VENV/bin/python" -c 'import bcrypt, sushy_tools' 2>/dev/null; then
-  echo "$VENV"
-  exit 0
-fi
-command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 2; }
-mkdir -p "$CACHE"
-rm -rf "$VENV"
-python3 -m venv "$VENV" >&2
-"$VENV/bin/pip" install --quiet --disable-pip-version-check 'sushy-tools==2.2.0' bcrypt >&2
-"$VENV/bin/python" -c 'import bcrypt, sushy_tools' >&2
+VENV=$("$(dirname "$0")/../../../e2e/scripts/py-venv.sh" sushy-venv 'bcrypt, sushy_tools' 'sushy-tools==2.2.0' bcrypt)
+[ -x "$VENV/bin/sushy-emulator" ] || { echo "sushy-emulator missing in $VENV" >&2; exit 2; }
 echo "$VENV"
