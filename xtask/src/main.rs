@@ -83,6 +83,9 @@ fn crdgen(dir: &Path) -> anyhow::Result<()> {
         dir.join("kustomization.yaml"),
         api::crds::kustomization_yaml(),
     )?;
+    // The validation reference is generated from the same cases the apiserver tests run.
+    let doc = dir.join("../../../docs/api-validation.md");
+    std::fs::write(&doc, api::crds::validation_doc()).context("writing docs/api-validation.md")?;
     eprintln!("wrote {} CRDs to {}", crds.len(), dir.display());
     Ok(())
 }

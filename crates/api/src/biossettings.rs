@@ -28,6 +28,9 @@ pub struct SettingsFlowItem {
 #[serde(rename_all = "camelCase")]
 pub struct BIOSSettingsTemplate {
     /// BIOS version the settings are meant for; the server must run it before they are applied.
+    #[x_kube(validation = Rule::new("self != ''").message(
+        "version must not be empty: give the BIOS version the settings are meant for, as the BMC reports it"
+    ))]
     pub version: String,
     /// Steps of settings, applied in ascending priority.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -59,7 +62,6 @@ pub struct BIOSSettingsTemplate {
     category = "metal",
     status = "BIOSSettingsStatus",
     derive = "PartialEq",
-    deprecated = "metal.ironcore.dev/v1alpha1 BIOSSettings is deprecated",
     doc = "BIOS attributes to apply to one server in ordered steps.",
     printcolumn(name = "BIOSVersion", type_ = "string", json_path = ".spec.version"),
     printcolumn(

@@ -6,14 +6,16 @@ use crate::common::{
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The part of a BIOSVersion spec that a BIOSVersionSet stamps out for every server.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BIOSVersionTemplate {
     /// BIOS version to end up with, compared with the server's reported version.
+    #[x_kube(validation = Rule::new("self != ''").message(
+        "version must not be empty: give the BIOS version to install, as the BMC reports it"
+    ))]
     pub version: String,
     /// Whether the update may bypass the vendor's update policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,7 +42,6 @@ pub struct BIOSVersionTemplate {
     category = "metal",
     status = "BIOSVersionStatus",
     derive = "PartialEq",
-    deprecated = "metal.ironcore.dev/v1alpha1 BIOSVersion is deprecated",
     doc = "A BIOS firmware version to install on one server.",
     printcolumn(name = "BIOSVersion", type_ = "string", json_path = ".spec.version"),
     printcolumn(

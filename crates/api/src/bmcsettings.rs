@@ -88,6 +88,9 @@ pub struct Variable {
 #[serde(rename_all = "camelCase")]
 pub struct BMCSettingsTemplate {
     /// BMC firmware version the settings are meant for.
+    #[x_kube(validation = Rule::new("self != ''").message(
+        "version must not be empty: give the BMC firmware version the settings are meant for, as the BMC reports it"
+    ))]
     pub version: String,
     /// BMC attribute names and values; values may reference variables as `$(key)`.
     #[serde(
@@ -130,7 +133,6 @@ pub struct ServerMaintenanceRefItem {
     category = "metal",
     status = "BMCSettingsStatus",
     derive = "PartialEq",
-    deprecated = "metal.ironcore.dev/v1alpha1 BMCSettings is deprecated",
     doc = "BMC attributes to apply to one BMC.",
     printcolumn(name = "BMCVersion", type_ = "string", json_path = ".spec.version"),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),

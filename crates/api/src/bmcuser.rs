@@ -22,7 +22,6 @@ pub(crate) const DURATION_RULE: &str =
     category = "metal",
     status = "BMCUserStatus",
     derive = "PartialEq",
-    deprecated = "metal.ironcore.dev/v1alpha1 BMCUser is deprecated",
     doc = "Deprecated: an account on a BMC with an optionally generated and rotated password.",
     printcolumn(name = "ID", type_ = "string", json_path = ".status.id"),
     printcolumn(name = "UserName", type_ = "string", json_path = ".spec.userName"),

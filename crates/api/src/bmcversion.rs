@@ -7,14 +7,16 @@ use crate::common::{
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The part of a BMCVersion spec that a BMCVersionSet stamps out for every BMC.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BMCVersionTemplate {
     /// BMC firmware version to end up with.
+    #[x_kube(validation = Rule::new("self != ''").message(
+        "version must not be empty: give the BMC firmware version to install, as the BMC reports it"
+    ))]
     pub version: String,
     /// Whether the update may bypass the vendor's update policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,7 +43,6 @@ pub struct BMCVersionTemplate {
     category = "metal",
     status = "BMCVersionStatus",
     derive = "PartialEq",
-    deprecated = "metal.ironcore.dev/v1alpha1 BMCVersion is deprecated",
     doc = "A BMC firmware version to install on one BMC.",
     printcolumn(name = "BMCVersion", type_ = "string", json_path = ".spec.version"),
     printcolumn(

@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "ServerMaintenanceStatus",
     derive = "PartialEq",
-    deprecated = "metal.ironcore.dev/v1alpha1 ServerMaintenance is deprecated",
     doc = "A request to take one server into maintenance, optionally booting a maintenance image.",
     printcolumn(name = "Server", type_ = "string", json_path = ".spec.serverRef.name"),
     printcolumn(name = "Policy", type_ = "string", json_path = ".spec.policy"),

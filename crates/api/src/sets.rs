@@ -25,7 +25,6 @@ pub(crate) const NON_EMPTY_SELECTOR_RULE: &str = "(has(self.matchLabels) && size
     category = "metal",
     status = "BIOSSettingsSetStatus",
     derive = "PartialEq",
-    deprecated = "metal.ironcore.dev/v1alpha1 BIOSSettingsSet is deprecated",
     doc = "Creates one BIOSSettings per server matching the selector.",
     printcolumn(
         name = "BIOSVersion",
@@ -143,7 +142,6 @@ pub struct BIOSSettingsSetStatus {
     category = "metal",
     status = "BIOSVersionSetStatus",
     derive = "PartialEq",
-    deprecated = "metal.ironcore.dev/v1alpha1 BIOSVersionSet is deprecated",
     doc = "Creates one BIOSVersion per server matching the selector.",
     printcolumn(
         name = "BIOSVersion",
@@ -260,7 +258,6 @@ pub struct BIOSVersionSetStatus {
     category = "metal",
     status = "BMCSettingsSetStatus",
     derive = "PartialEq",
-    deprecated = "metal.ironcore.dev/v1alpha1 BMCSettingsSet is deprecated",
     doc = "Creates one BMCSettings per BMC matching the selector.",
     printcolumn(
         name = "BMCVersion",
@@ -375,7 +372,6 @@ pub struct BMCSettingsSetStatus {
     category = "metal",
     status = "BMCVersionSetStatus",
     derive = "PartialEq",
-    deprecated = "metal.ironcore.dev/v1alpha1 BMCVersionSet is deprecated",
     doc = "Creates one BMCVersion per BMC matching the selector.",
     printcolumn(
         name = "BMCVersion",

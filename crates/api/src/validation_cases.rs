@@ -1123,6 +1123,88 @@ pub fn cases() -> Vec<CelCase> {
         "image URI must not be empty",
     );
 
+    // Every kind naming a firmware version: the version must not be empty.
+    b.cel(
+        "cel-bios-version-empty",
+        "BIOSSettings",
+        ".spec.version",
+        bios_settings(),
+        with(bios_settings(), "/spec/version", json!("")),
+        "version must not be empty",
+    );
+    b.cel(
+        "cel-biosv-version-empty",
+        "BIOSVersion",
+        ".spec.version",
+        bios_version(),
+        with(bios_version(), "/spec/version", json!("")),
+        "version must not be empty",
+    );
+    b.cel(
+        "cel-bmcs-version-empty",
+        "BMCSettings",
+        ".spec.version",
+        bmc_settings(),
+        with(bmc_settings(), "/spec/version", json!("")),
+        "version must not be empty",
+    );
+    b.cel(
+        "cel-bmcv-version-empty",
+        "BMCVersion",
+        ".spec.version",
+        bmc_version(),
+        with(bmc_version(), "/spec/version", json!("")),
+        "version must not be empty",
+    );
+    b.cel(
+        "cel-biosss-version-empty",
+        "BIOSSettingsSet",
+        ".spec.biosSettingsTemplate.version",
+        bios_settings_set(),
+        with(
+            bios_settings_set(),
+            "/spec/biosSettingsTemplate/version",
+            json!(""),
+        ),
+        "version must not be empty",
+    );
+    b.cel(
+        "cel-biosvs-version-empty",
+        "BIOSVersionSet",
+        ".spec.biosVersionTemplate.version",
+        bios_version_set(),
+        with(
+            bios_version_set(),
+            "/spec/biosVersionTemplate/version",
+            json!(""),
+        ),
+        "version must not be empty",
+    );
+    b.cel(
+        "cel-bmcss-version-empty",
+        "BMCSettingsSet",
+        ".spec.bmcSettingsTemplate.version",
+        bmc_settings_set(),
+        with(
+            bmc_settings_set(),
+            "/spec/bmcSettingsTemplate/version",
+            json!(""),
+        ),
+        "version must not be empty",
+    );
+    b.cel(
+        "cel-bmcvs-version-empty",
+        "BMCVersionSet",
+        ".spec.bmcVersionTemplate.version",
+        bmc_version_set(),
+        with(
+            bmc_version_set(),
+            "/spec/bmcVersionTemplate/version",
+            json!(""),
+        ),
+        "version must not be empty",
+    );
+
     // BMCSettings
     b.cel_update(
         "cel-bmcs-bmcref-immutable",

@@ -366,3 +366,59 @@ fn crd_dir_matches_generated() {
         assert!(Path::new(&dir).join(api::crds::file_name(&crd)).exists());
     }
 }
+
+/// `kubectl apply` prints the CRD's deprecation warning on every write; the day-2 kinds are
+/// first class here, so only `Endpoint` (replaced by `BMC.spec.access`) may warn.
+#[tokio::test]
+async fn kubectl_apply_warns_only_for_the_deprecated_endpoint_kind() {
+    let (_client, ns) = testenv::setup("deprecation").await;
+    let ns = ns.name.clone();
+    let cp = testenv::shared();
+    let kubectl = cp
+        .binaries()
+        .and_then(|b| b.kubectl.clone())
+        .unwrap_or_else(|| std::path::PathBuf::from("kubectl"));
+    let dir = testenv::repo_root().join("kustomize/samples");
+    let mut checked = Vec::new();
+    for sample in samples() {
+        let kind = sample["kind"].as_str().expect("kind").to_string();
+        if !kind_is_ours(&kind) {
+            continue;
+        }
+        let file = std::env::temp_dir().join(format!("metal-deprecation-{ns}-{kind}.json"));
+        std::fs::write(&file, serde_json::to_vec(&sample).unwrap()).unwrap();
+        let out = std::process::Command::new(&kubectl)
+            .arg(format!("--kubeconfig={}", cp.kubeconfig().display()))
+            .args(["apply", "--dry-run=server", "-n", &ns, "-f"])
+            .arg(&file)
+            .current_dir(&dir)
+            .output()
+            .expect("kubectl");
+        let _ = std::fs::remove_file(&file);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "kubectl apply {kind}: {stderr}");
+        let warns = stderr.contains("is deprecated");
+        assert_eq!(
+            warns,
+            kind == "Endpoint",
+            "kubectl apply of a {kind}: deprecation warning {warns}: {stderr}"
+        );
+        checked.push(kind);
+    }
+    for kind in [
+        "BIOSSettings",
+        "BMCVersion",
+        "BMCSettingsSet",
+        "ServerMaintenance",
+        "Endpoint",
+    ] {
+        assert!(
+            checked.iter().any(|k| k == kind),
+            "no {kind} sample checked"
+        );
+    }
+}
+
+fn kind_is_ours(kind: &str) -> bool {
+    api::crds::by_kind(kind).is_some()
+}
