@@ -179,12 +179,18 @@ pub async fn run() -> anyhow::Result<()> {
         "\n== day 2: BIOSSettings ProcVirtualization=Disabled for {name} (maintenance window, one reboot)"
     );
     let day2_started = Instant::now();
+    // The settings are meant for the BIOS version the server runs (an empty version is rejected).
+    let bios_version = s
+        .status
+        .as_ref()
+        .and_then(|st| st.bios_version.clone())
+        .unwrap_or_default();
     let settings: Api<api::biossettings::BIOSSettings> = Api::all(site.client.clone());
     let bios: api::biossettings::BIOSSettings = serde_json::from_value(json!({
         "apiVersion": api::API_VERSION, "kind": "BIOSSettings",
         "metadata": { "name": format!("{name}-virtualization") },
         "spec": {
-            "version": "", "serverRef": { "name": name },
+            "version": bios_version, "serverRef": { "name": name },
             "serverMaintenancePolicy": "Enforced",
             "settingsFlow": [{ "name": "virtualization", "priority": 1,
                                "settings": { "ProcVirtualization": "Disabled" } }],

@@ -303,6 +303,12 @@ pub mod condition_types {
     /// Server (our addition, owner maintenance): progress and result of disk cleaning
     /// (Unknown `Cleaning`, True `Cleaned`, False `CleaningFailed`).
     pub const CLEANED: &str = "Cleaned";
+    /// Server (our addition): a network boot the boot server answers. Opened (`True`
+    /// `BootWindowOpen`) by whoever records the network-boot power-on (discovery for the
+    /// discovery boot, provisioning for claims and resets), in the same write; closed (`False`
+    /// `BootScriptServed`) by provisioning's boot server when it hands out the boot script, so
+    /// each power-on yields one script (see `api::bootwindow`).
+    pub const BOOT_WINDOW: &str = "BootWindow";
 }
 
 /// Condition reasons (CamelCase), grouped by the condition types that use them.
@@ -468,6 +474,10 @@ pub mod reasons {
     pub const CLEANED: &str = "Cleaned";
     /// Cleaned=False: cleaning failed; the server stays out of the pool (state Error).
     pub const CLEANING_FAILED: &str = "CleaningFailed";
+    /// BootWindow=True: a network boot was started; the next identifying request gets the script.
+    pub const BOOT_WINDOW_OPEN: &str = "BootWindowOpen";
+    /// BootWindow=False: the boot script of this power-on was handed out.
+    pub const BOOT_SCRIPT_SERVED: &str = "BootScriptServed";
 
     /// Every reason above, for validation in tests and tooling.
     pub const ALL: &[&str] = &[
@@ -545,6 +555,8 @@ pub mod reasons {
         CLEANING,
         CLEANED,
         CLEANING_FAILED,
+        BOOT_WINDOW_OPEN,
+        BOOT_SCRIPT_SERVED,
     ];
 }
 

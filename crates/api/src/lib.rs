@@ -19,6 +19,7 @@ pub mod bmcsecret;
 pub mod bmcsettings;
 pub mod bmcuser;
 pub mod bmcversion;
+pub mod bootwindow;
 pub mod common;
 pub mod conditions;
 pub mod constants;

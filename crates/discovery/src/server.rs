@@ -45,7 +45,11 @@ use crate::logic::state::{self, InBandStep, InBandView, InitialStep, Phase};
 use crate::logic::{merge, state::in_band_step};
 
 /// Condition types discovery owns on a Server.
-const OWNED_CONDITIONS: [&str; 2] = [condition_types::DISCOVERED, condition_types::POWERING_ON];
+const OWNED_CONDITIONS: [&str; 3] = [
+    condition_types::DISCOVERED,
+    condition_types::POWERING_ON,
+    condition_types::BOOT_WINDOW,
+];
 
 /// The status apply body: every Server status field discovery owns, taken from `s`.
 pub fn status_body(server: &Server, s: &ServerStatus) -> Result<Value> {
@@ -384,6 +388,7 @@ async fn finish(
     let elapsed = round_start(server);
     s.state = Some(ServerState::Available);
     conditions::remove(&mut s.conditions, condition_types::POWERING_ON);
+    conditions::remove(&mut s.conditions, condition_types::BOOT_WINDOW);
     set_cond(
         &mut s,
         condition_types::DISCOVERED,
@@ -627,6 +632,7 @@ async fn in_band(ctx: &Ctx, server: &Server, hw: Hardware) -> Result<Action> {
             let mut s = status.clone();
             s.state = Some(ServerState::Initial);
             conditions::remove(&mut s.conditions, condition_types::POWERING_ON);
+            conditions::remove(&mut s.conditions, condition_types::BOOT_WINDOW);
             set_cond(
                 &mut s,
                 condition_types::DISCOVERED,
@@ -641,10 +647,12 @@ async fn in_band(ctx: &Ctx, server: &Server, hw: Hardware) -> Result<Action> {
         }
         InBandStep::WaitForBootConfig | InBandStep::WaitForAgent => Ok(Action::requeue(wait)),
         step @ (InBandStep::IssueBoot | InBandStep::ReissueBoot) => {
-            let server = if step == InBandStep::IssueBoot {
-                // Recorded before the side effects, so a restart never mistakes an issued boot
-                // for a missing one (and vice versa: a recorded boot is checked on the BMC).
-                let mut s = status.clone();
+            // Recorded before the side effects, so a restart never mistakes an issued boot for
+            // a missing one (and vice versa: a recorded boot is checked on the BMC). A reissued
+            // boot is a new power-on, so it opens a new boot window: the boot server hands the
+            // probe's boot script out once per power-on.
+            let mut s = status.clone();
+            if step == InBandStep::IssueBoot {
                 set_cond(
                     &mut s,
                     condition_types::POWERING_ON,
@@ -653,10 +661,16 @@ async fn in_band(ctx: &Ctx, server: &Server, hw: Hardware) -> Result<Action> {
                     "discovery boot: PXE once and power on",
                     generation,
                 );
-                write(ctx, server, &s, "discovery boot").await?
-            } else {
-                server.clone()
-            };
+            }
+            api::bootwindow::open(
+                &mut s.conditions,
+                "discovery boot",
+                generation,
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                ),
+            );
+            let server = write(ctx, server, &s, "discovery boot").await?;
             guard::server_effect(ctx, &hw.client, &name, &hw.system, Effect::PxeBootOnce).await?;
             let powered =
                 guard::server_effect(ctx, &hw.client, &name, &hw.system, Effect::PowerOn).await?;

@@ -27,6 +27,9 @@ use metal_bmc_sim::{GroupSpec, Knobs, RackSpec, Simulator};
 use serde_json::json;
 use testenv::bench::{arg, percentile, rss_kib};
 
+/// The BIOS version the simulator's default template reports (the settings are meant for it).
+const SIM_BIOS_VERSION: &str = "2.4.1";
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let n = arg("--servers", 100);
@@ -135,7 +138,7 @@ async fn main() -> Result<()> {
         "spec": {
             "serverSelector": { "matchLabels": { label: shard } },
             "biosSettingsTemplate": {
-                "version": "", "serverMaintenancePolicy": "Enforced",
+                "version": SIM_BIOS_VERSION, "serverMaintenancePolicy": "Enforced",
                 "settingsFlow": [{ "name": "virtualization", "priority": 1,
                                    "settings": { "ProcVirtualization": "Disabled" } }],
             },

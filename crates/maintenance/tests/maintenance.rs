@@ -17,6 +17,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// The BIOS version the simulator's default template reports (the settings are meant for it).
+const SIM_BIOS_VERSION: &str = "2.4.1";
+
 const T: Duration = Duration::from_secs(60);
 const SHARD: &str = "test.metal.ironcore.dev/shard";
 
@@ -262,7 +265,7 @@ impl Harness {
                 "apiVersion": api::API_VERSION, "kind": "BIOSSettings",
                 "metadata": { "name": name },
                 "spec": {
-                    "version": "", "serverRef": { "name": self.server_name(server) },
+                    "version": SIM_BIOS_VERSION, "serverRef": { "name": self.server_name(server) },
                     "serverMaintenancePolicy": policy,
                     "settingsFlow": [{ "name": "main", "priority": 1, "settings": settings }],
                 },
@@ -857,7 +860,7 @@ impl Harness {
                 "spec": {
                     "serverSelector": { "matchLabels": { "pool": pool } },
                     "biosSettingsTemplate": {
-                        "version": "", "serverMaintenancePolicy": "Enforced",
+                        "version": SIM_BIOS_VERSION, "serverMaintenancePolicy": "Enforced",
                         "settingsFlow": [{ "name": "v", "priority": 1,
                                            "settings": { "ProcVirtualization": "Disabled" } }],
                     },

@@ -15,6 +15,24 @@ use api::serverbootconfiguration::{
 use crate::ipxe::ScriptSpec;
 use crate::oci::{OciClient, OciError, Reference, ResolvedImage};
 
+/// What a booting server's URLs carry so the boot server can tell it from its neighbours: its
+/// system UUID (identification) and its boot token (authentication, [`crate::token`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootAuth {
+    /// The server's normalized system UUID.
+    pub uuid: String,
+    /// The server's boot token for its active configuration.
+    pub token: String,
+}
+
+impl std::fmt::Debug for BootAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootAuth")
+            .field("uuid", &self.uuid)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where a configuration's boot comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootSource {
@@ -144,32 +162,44 @@ impl Resolver {
     }
 
     /// The URL the boot server serves a blob under.
-    pub fn artifact_url(&self, digest: &str) -> String {
-        format!("{}/artifacts/{digest}", self.boot_server_url)
+    pub fn artifact_url(&self, auth: &BootAuth, digest: &str) -> String {
+        format!(
+            "{}/artifacts/{}/{}/{digest}",
+            self.boot_server_url, auth.uuid, auth.token
+        )
     }
 
     /// The ignition URL of a server.
-    pub fn ignition_url(&self, uuid: &str) -> String {
-        format!("{}/ignition/{uuid}", self.boot_server_url)
+    pub fn ignition_url(&self, auth: &BootAuth) -> String {
+        format!(
+            "{}/ignition/{}/{}",
+            self.boot_server_url, auth.uuid, auth.token
+        )
     }
 
     /// The iPXE script spec of a network-booted configuration for the server with `uuid`.
     pub async fn script_spec(
         &self,
         sbc: &ServerBootConfiguration,
-        uuid: &str,
+        auth: &BootAuth,
     ) -> Result<ScriptSpec, ScriptError> {
         let ignition_url = sbc
             .spec
             .ignition_secret_ref
             .as_ref()
-            .map(|_| self.ignition_url(uuid));
+            .map(|_| self.ignition_url(auth));
+        // The booted OS presents the token to the metadata service.
+        let with_token = |cmdline: &str| {
+            let base = cmdline.trim();
+            let sep = if base.is_empty() { "" } else { " " };
+            format!("{base}{sep}metal.boot-token={}", auth.token)
+        };
         match boot_source(&sbc.spec) {
             BootSource::Artifacts(a) => Ok(ScriptSpec {
                 kernel_url: a.kernel_url.clone().unwrap_or_default(),
                 initrd_url: a.initrd_url.clone(),
                 rootfs_url: a.root_image_url.clone(),
-                cmdline: a.cmdline.clone().unwrap_or_default(),
+                cmdline: with_token(a.cmdline.as_deref().unwrap_or_default()),
                 ignition_url,
             }),
             BootSource::Oci(image) => {
@@ -180,10 +210,16 @@ impl Resolver {
                         ScriptError::Oci(OciError::Unbootable("no kernel".into()))
                     })?;
                 Ok(ScriptSpec {
-                    kernel_url: self.artifact_url(&kernel.digest),
-                    initrd_url: a.initrd.as_ref().map(|d| self.artifact_url(&d.digest)),
-                    rootfs_url: a.squashfs.as_ref().map(|d| self.artifact_url(&d.digest)),
-                    cmdline: self.oci_kernel_args.clone(),
+                    kernel_url: self.artifact_url(auth, &kernel.digest),
+                    initrd_url: a
+                        .initrd
+                        .as_ref()
+                        .map(|d| self.artifact_url(auth, &d.digest)),
+                    rootfs_url: a
+                        .squashfs
+                        .as_ref()
+                        .map(|d| self.artifact_url(auth, &d.digest)),
+                    cmdline: with_token(&self.oci_kernel_args),
                     ignition_url,
                 })
             }
@@ -194,7 +230,11 @@ impl Resolver {
 
     /// The EFI image for UEFI HTTP boot: the UKI layer of an OCI image, else the kernel (an
     /// EFI-stub kernel boots directly).
-    pub async fn efi_url(&self, sbc: &ServerBootConfiguration) -> Result<String, ScriptError> {
+    pub async fn efi_url(
+        &self,
+        sbc: &ServerBootConfiguration,
+        auth: &BootAuth,
+    ) -> Result<String, ScriptError> {
         match boot_source(&sbc.spec) {
             BootSource::Artifacts(a) => Ok(a.kernel_url.unwrap_or_default()),
             BootSource::Oci(image) => {
@@ -205,7 +245,7 @@ impl Resolver {
                     .as_ref()
                     .or(r.artifacts.kernel.as_ref())
                     .ok_or_else(|| ScriptError::Oci(OciError::Unbootable("no kernel".into())))?;
-                Ok(self.artifact_url(&d.digest))
+                Ok(self.artifact_url(auth, &d.digest))
             }
             BootSource::Iso(_) => Err(ScriptError::NotNetworkBoot),
             BootSource::None => Err(ScriptError::NoSource),

@@ -3,15 +3,21 @@
 //! | endpoint | answers |
 //! |---|---|
 //! | `GET /boot.ipxe` | chain-loader: `chain <url>/ipxe?mac=${net0/mac}&uuid=${uuid}`, retried a few times (same for everyone) |
-//! | `GET /ipxe?mac=<mac>&uuid=<uuid>`, `GET /ipxe/<uuid>` | the server's iPXE script |
-//! | `GET /ignition/<uuid>[?mac=<mac>]` | the `ignition` key of the configuration's `ignitionSecretRef` |
-//! | `GET /uefi/<uuid>`, `GET /uefi?mac=<mac>&uuid=<uuid>` | `302` to the EFI image for UEFI HTTP boot (the image's UKI, else its EFI-stub kernel) |
-//! | `GET /artifacts/<digest>` | a kernel / initrd / root image blob of a resolved OCI image, streamed from the registry |
+//! | `GET /ipxe?mac=<mac>&uuid=<uuid>`, `GET /ipxe/<uuid>` | the server's iPXE script, once per boot window |
+//! | `GET /uefi/<uuid>`, `GET /uefi?mac=<mac>&uuid=<uuid>` | `302` to the EFI image for UEFI HTTP boot (the image's UKI, else its EFI-stub kernel), once per boot window |
+//! | `GET /ignition/<uuid>/<token>` | the `ignition` key of the configuration's `ignitionSecretRef` |
+//! | `GET /artifacts/<uuid>/<token>/<digest>` | a kernel / initrd / root image blob of a resolved OCI image, streamed from the registry |
 //!
 //! A request is answered only for the server it identifies (MAC and/or system UUID, see
 //! [`crate::index`]) and only with its active configuration ([`crate::active`]: what
-//! `spec.bootConfigurationRef` points at), when that configuration names the server and is Ready. Unknown servers, contradicting MAC/UUID
-//! pairs, servers without an active configuration: all get the same `404 not found`.
+//! `spec.bootConfigurationRef` points at), when that configuration names the server and is
+//! Ready. The two *identifying* endpoints (script, UEFI redirect) answer only inside the
+//! server's boot window ([`api::bootwindow`]: opened by the recorded network-boot power-on,
+//! closed, with the Server's resourceVersion as precondition, before the answer leaves), so a
+//! neighbour that knows a MAC and UUID cannot fetch the script, and a second fetch in the same
+//! boot gets nothing. Everything after the script carries the boot token ([`crate::token`]).
+//! Unknown servers, contradicting MAC/UUID pairs, servers without an active configuration,
+//! closed windows, wrong tokens: all get the same `404 not found`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,12 +34,14 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 
-use crate::artifacts::{BootSource, Resolver, ScriptError, boot_source};
+use crate::artifacts::{BootAuth, BootSource, Resolver, ScriptError, boot_source};
 use crate::http::{Body, not_found, query, text};
 use crate::index::{Query, normalize_uuid};
 use crate::ipxe;
 use crate::metrics::ProvisioningMetrics;
+use crate::status::{self, ServerDraft};
 use crate::stores::Stores;
+use crate::token::TokenKey;
 
 const IPXE: &str = "text/plain; charset=utf-8";
 
@@ -49,7 +57,15 @@ pub struct BootServer {
     pub metrics: ProvisioningMetrics,
     /// Set once the caches have synced; before that per-server requests get 503.
     pub ready: Arc<AtomicBool>,
+    /// Key of the boot tokens.
+    pub key: TokenKey,
+    /// How long a recorded power-on's boot window stays open.
+    pub window: std::time::Duration,
 }
+
+/// How long an identifying request waits for the watch cache to show a window that was just
+/// opened (the power-on record and the firmware's first request may race the watch).
+const WINDOW_CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for BootServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,10 +90,89 @@ impl BootServer {
         Some((server, sbc))
     }
 
+    /// The boot token of `server` booting `sbc`.
+    fn auth(&self, server: &Server, sbc: &ServerBootConfiguration) -> BootAuth {
+        BootAuth {
+            uuid: normalize_uuid(&server.spec.system_uuid).unwrap_or_default(),
+            token: self.key.token(
+                server.metadata.uid.as_deref().unwrap_or_default(),
+                sbc.metadata.uid.as_deref().unwrap_or_default(),
+                sbc.metadata.generation.unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// The identified server and its active configuration, when `token` is its boot token.
+    fn authenticated(
+        &self,
+        uuid: &str,
+        token: &str,
+    ) -> Option<(Arc<Server>, Arc<ServerBootConfiguration>)> {
+        let (server, sbc) = self.active(&Query {
+            mac: None,
+            uuid: Some(uuid.to_string()),
+        })?;
+        let ok = self.key.verify(
+            token,
+            server.metadata.uid.as_deref().unwrap_or_default(),
+            sbc.metadata.uid.as_deref().unwrap_or_default(),
+            sbc.metadata.generation.unwrap_or_default(),
+        );
+        ok.then_some((server, sbc))
+    }
+
+    /// For an identifying request: the server and its configuration when its boot window is
+    /// open, after closing the window (so the answer is given once per power-on). `Err` is the
+    /// response to give instead (`404`, or `503` when the close could not be written).
+    async fn take_window(
+        &self,
+        q: &Query,
+        peer: SocketAddr,
+    ) -> Result<(Arc<Server>, Arc<ServerBootConfiguration>), Response<Body>> {
+        let started = tokio::time::Instant::now();
+        let (server, sbc) = loop {
+            let Some((server, sbc)) = self.active(q) else {
+                return Err(not_found());
+            };
+            let conds = server
+                .status
+                .as_ref()
+                .map(|s| s.conditions.as_slice())
+                .unwrap_or_default();
+            if api::bootwindow::is_open(conds, &status::now(), self.window) {
+                break (server, sbc);
+            }
+            if started.elapsed() >= WINDOW_CACHE_WAIT {
+                tracing::info!(server = %server.name_any(), %peer, "boot script refused: no open boot window (no recorded network-boot power-on, or its script was already served)");
+                return Err(not_found());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        let mut draft = ServerDraft::of(&server);
+        api::bootwindow::close(
+            &mut draft.conditions,
+            &format!("boot script served to {}", peer.ip()),
+            server.metadata.generation,
+            status::now(),
+        );
+        match status::apply_server(&self.client, &server, &draft, true).await {
+            Ok(_) => Ok((server, sbc)),
+            Err(e) if status::is_conflict(&e) => {
+                // Another replica served it, or the Server changed since the cache saw it: the
+                // firmware retries, and the retry sees the current object.
+                Err(unavailable())
+            }
+            Err(e) => {
+                tracing::warn!(server = %server.name_any(), error = %e, "cannot record the served boot script");
+                Err(unavailable())
+            }
+        }
+    }
+
     /// Answers one request.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let path = req.uri().path().to_string();
-        let (endpoint, resp) = self.route(&req, &path).await;
+        let (endpoint, resp) = self.route(&req, &path, peer).await;
         let result = match resp.status() {
             StatusCode::OK | StatusCode::FOUND => "served",
             StatusCode::NOT_FOUND => "not_found",
@@ -91,7 +186,12 @@ impl BootServer {
         resp
     }
 
-    async fn route(&self, req: &Request<Incoming>, path: &str) -> (&'static str, Response<Body>) {
+    async fn route(
+        &self,
+        req: &Request<Incoming>,
+        path: &str,
+        peer: SocketAddr,
+    ) -> (&'static str, Response<Body>) {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return (
                 "other",
@@ -116,12 +216,14 @@ impl BootServer {
                     ipxe::render_chain_script(self.resolver.boot_server_url()),
                 ),
             ),
-            ["ipxe"] => ("ipxe", self.script(&q(None)).await),
-            ["ipxe", uuid] => ("ipxe", self.script(&q(Some(uuid))).await),
-            ["ignition", uuid] => ("ignition", self.ignition(&q(Some(uuid))).await),
-            ["uefi"] => ("uefi", self.uefi(&q(None)).await),
-            ["uefi", uuid] => ("uefi", self.uefi(&q(Some(uuid))).await),
-            ["artifacts", digest] => ("artifact", self.artifact(digest).await),
+            ["ipxe"] => ("ipxe", self.script(&q(None), peer).await),
+            ["ipxe", uuid] => ("ipxe", self.script(&q(Some(uuid)), peer).await),
+            ["ignition", uuid, token] => ("ignition", self.ignition(uuid, token).await),
+            ["uefi"] => ("uefi", self.uefi(&q(None), peer).await),
+            ["uefi", uuid] => ("uefi", self.uefi(&q(Some(uuid)), peer).await),
+            ["artifacts", uuid, token, digest] => {
+                ("artifact", self.artifact(uuid, token, digest).await)
+            }
             _ => ("other", not_found()),
         }
     }
@@ -130,18 +232,21 @@ impl BootServer {
         self.ready.load(Ordering::Acquire)
     }
 
-    async fn script(&self, q: &Query) -> Response<Body> {
+    async fn script(&self, q: &Query, peer: SocketAddr) -> Response<Body> {
         if !self.is_ready() {
             return unavailable();
         }
-        let Some((server, sbc)) = self.active(q) else {
-            return not_found();
-        };
-        if matches!(boot_source(&sbc.spec), BootSource::Iso(_)) {
+        if let Some((_, sbc)) = self.active(q)
+            && matches!(boot_source(&sbc.spec), BootSource::Iso(_))
+        {
             return not_found();
         }
-        let uuid = normalize_uuid(&server.spec.system_uuid).unwrap_or_default();
-        match self.resolver.script_spec(&sbc, &uuid).await {
+        let (server, sbc) = match self.take_window(q, peer).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let auth = self.auth(&server, &sbc);
+        match self.resolver.script_spec(&sbc, &auth).await {
             Ok(spec) => match ipxe::render_server_script(&spec) {
                 Ok(s) => text(StatusCode::OK, IPXE, s),
                 Err(e) => {
@@ -161,11 +266,11 @@ impl BootServer {
         }
     }
 
-    async fn ignition(&self, q: &Query) -> Response<Body> {
+    async fn ignition(&self, uuid: &str, token: &str) -> Response<Body> {
         if !self.is_ready() {
             return unavailable();
         }
-        let Some((_, sbc)) = self.active(q) else {
+        let Some((_, sbc)) = self.authenticated(uuid, token) else {
             return not_found();
         };
         let Some(r) = &sbc.spec.ignition_secret_ref else {
@@ -202,14 +307,16 @@ impl BootServer {
         }
     }
 
-    async fn uefi(&self, q: &Query) -> Response<Body> {
+    async fn uefi(&self, q: &Query, peer: SocketAddr) -> Response<Body> {
         if !self.is_ready() {
             return unavailable();
         }
-        let Some((_, sbc)) = self.active(q) else {
-            return not_found();
+        let (server, sbc) = match self.take_window(q, peer).await {
+            Ok(v) => v,
+            Err(r) => return r,
         };
-        match self.resolver.efi_url(&sbc).await {
+        let auth = self.auth(&server, &sbc);
+        match self.resolver.efi_url(&sbc, &auth).await {
             Ok(url) => {
                 let mut r = text(StatusCode::FOUND, IPXE, "");
                 if let Ok(v) = header::HeaderValue::from_str(&url) {
@@ -222,7 +329,23 @@ impl BootServer {
         }
     }
 
-    async fn artifact(&self, digest: &str) -> Response<Body> {
+    async fn artifact(&self, uuid: &str, token: &str, digest: &str) -> Response<Body> {
+        if !self.is_ready() {
+            return unavailable();
+        }
+        let Some((_, sbc)) = self.authenticated(uuid, token) else {
+            return not_found();
+        };
+        // Only blobs of the image this server's configuration boots.
+        let BootSource::Oci(image) = boot_source(&sbc.spec) else {
+            return not_found();
+        };
+        match self.resolver.resolve_image(&image).await {
+            Ok(r) if r.digests().iter().any(|d| d == digest) => {}
+            Ok(_) => return not_found(),
+            Err(e) if e.is_transient() => return unavailable(),
+            Err(_) => return not_found(),
+        }
         let Some(reference) = self.resolver.blob_source(digest) else {
             return not_found();
         };

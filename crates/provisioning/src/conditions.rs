@@ -12,6 +12,9 @@ pub const WAITING_FOR_POWER_OFF: &str = api::constants::condition_types::WAITING
 /// Server: a reset requested through the operation annotation is being issued (`True`, reason
 /// = Redfish reset type) or was issued and the annotation removed (`False/ResetIssued`).
 pub const RESET_IN_PROGRESS: &str = "ResetInProgress";
+/// Server: the boot window of a network-boot power-on (`api::bootwindow`): opened with the
+/// power-on record, closed by the boot server when it hands out the boot script.
+pub const BOOT_WINDOW: &str = api::constants::condition_types::BOOT_WINDOW;
 /// ServerClaim: the claim's server is powered on as the claim asks.
 pub const POWERED_ON: &str = "PoweredOn";
 /// ServerClaim: written while the claim is being deleted; `True/PowerOffConfirmed` once the

@@ -65,6 +65,12 @@ pub struct Config {
     pub registry_credentials: RegistryCredentials,
     /// Leader election (`None`: run unconditionally).
     pub leader_election: Option<LeaderElection>,
+    /// Secret (namespace, name) holding the boot token key; created when missing.
+    pub boot_token_secret: (String, String),
+    /// How long after a recorded network-boot power-on the boot script may be fetched (once).
+    pub boot_window: Duration,
+    /// How the metadata service authenticates callers.
+    pub metadata_auth: MetadataAuth,
     /// Name of this instance in events (pod name).
     pub instance: Option<String>,
 }
@@ -80,6 +86,20 @@ pub struct LeaderElection {
     pub identity: String,
     /// Lease duration.
     pub duration: Duration,
+}
+
+/// Name of the Secret holding the boot token key.
+pub const DEFAULT_BOOT_TOKEN_SECRET: &str = "metal-provisioning-boot-token";
+
+/// How the metadata service tells which server is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataAuth {
+    /// Source address and the server's boot token (`Authorization: Bearer <token>`; the booted
+    /// OS finds the token as `metal.boot-token=` on its kernel command line).
+    Token,
+    /// Source address only, as upstream's metaldata (any neighbour able to use the address
+    /// can read the server's user data: only for networks where addresses cannot be spoofed).
+    SourceAddress,
 }
 
 /// Gardenlinux live boot, as ironcore's boot-operator renders it.
@@ -114,6 +134,9 @@ impl Config {
             registry_credentials: RegistryCredentials::default(),
             leader_election: None,
             instance: None,
+            boot_token_secret: ("default".into(), DEFAULT_BOOT_TOKEN_SECRET.into()),
+            boot_window: Duration::from_secs(600),
+            metadata_auth: MetadataAuth::Token,
         }
     }
 }
@@ -200,6 +223,21 @@ pub struct ProvisioningArgs {
     /// Docker `config.json` with registry credentials.
     #[arg(long, env = "METAL_REGISTRY_CREDENTIALS_FILE")]
     pub registry_credentials_file: Option<std::path::PathBuf>,
+
+    /// Secret with the boot token key, in the controller's namespace (the Lease namespace);
+    /// created with a random key when missing.
+    #[arg(long, env = "METAL_BOOT_TOKEN_SECRET", default_value = DEFAULT_BOOT_TOKEN_SECRET)]
+    pub boot_token_secret: String,
+
+    /// How long after a recorded network-boot power-on the server may fetch its boot script
+    /// (once per power-on).
+    #[arg(long, env = "METAL_BOOT_WINDOW", default_value = "10m", value_parser = runtime::flags::parse_duration)]
+    pub boot_window: Duration,
+
+    /// Metadata caller authentication: `token` (source address and boot token) or
+    /// `source-address` (upstream metaldata compatible, spoofable).
+    #[arg(long, env = "METAL_METADATA_AUTH", default_value = "token", value_parser = parse_metadata_auth)]
+    pub metadata_auth: MetadataAuth,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -221,6 +259,14 @@ fn parse_auth(s: &str) -> Result<redfish::AuthMode, String> {
         "session" => Ok(redfish::AuthMode::Session),
         "basic" => Ok(redfish::AuthMode::Basic),
         other => Err(format!("{other:?}: use auto, session or basic")),
+    }
+}
+
+fn parse_metadata_auth(s: &str) -> Result<MetadataAuth, String> {
+    match s {
+        "token" => Ok(MetadataAuth::Token),
+        "source-address" => Ok(MetadataAuth::SourceAddress),
+        other => Err(format!("{other:?}: use token or source-address")),
     }
 }
 
@@ -261,5 +307,12 @@ mod tests {
         assert_eq!(c.p.network_boot_target, BootSource::UefiHttp);
         assert!(Cli::try_parse_from(["x", "--static-metadata=user-data=x"]).is_err());
         assert!(Cli::try_parse_from(["x", "--network-boot-target=Cd"]).is_err());
+        assert_eq!(c.p.metadata_auth, MetadataAuth::Token);
+        assert_eq!(c.p.boot_window, Duration::from_secs(600));
+        let c = Cli::try_parse_from(["x", "--metadata-auth=source-address", "--boot-window=2m"])
+            .unwrap();
+        assert_eq!(c.p.metadata_auth, MetadataAuth::SourceAddress);
+        assert_eq!(c.p.boot_window, Duration::from_secs(120));
+        assert!(Cli::try_parse_from(["x", "--metadata-auth=none"]).is_err());
     }
 }

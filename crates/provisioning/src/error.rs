@@ -45,4 +45,7 @@ pub enum StartError {
     /// The server selector is not a label selector.
     #[error("invalid --server-selector {0:?}")]
     Selector(String),
+    /// The boot token key could not be read or created.
+    #[error(transparent)]
+    TokenKey(#[from] crate::token::KeyError),
 }

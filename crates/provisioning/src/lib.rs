@@ -38,6 +38,7 @@ pub mod sbc;
 pub mod server;
 pub mod status;
 pub mod stores;
+pub mod token;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,7 +53,7 @@ use runtime::metrics::{LeaderMetrics, Metrics, ReconcileMetrics};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, LeaderElection, Listen, ProvisioningArgs};
+pub use config::{Config, LeaderElection, Listen, MetadataAuth, ProvisioningArgs};
 pub use error::{ReconcileError, StartError};
 
 use crate::artifacts::Resolver;
@@ -181,6 +182,9 @@ pub fn config_from_args(
             duration: common.lease_duration,
         }),
         instance: common.identity.clone(),
+        boot_token_secret: (common.lease_namespace(), args.boot_token_secret.clone()),
+        boot_window: args.boot_window,
+        metadata_auth: args.metadata_auth,
     })
 }
 
@@ -284,12 +288,16 @@ pub async fn start(
         }));
     }
 
+    let (key_ns, key_name) = &config.boot_token_secret;
+    let key = token::load_or_create(&client, key_ns, key_name).await?;
     let boot = Arc::new(BootServer {
         stores: stores.clone(),
         resolver: Arc::clone(&resolver),
         client: client.clone(),
         metrics: pm.clone(),
         ready: Arc::clone(&ready),
+        key: key.clone(),
+        window: config.boot_window,
     });
     tasks.push(http::serve(
         boot_listener,
@@ -307,6 +315,8 @@ pub async fn start(
             static_metadata: config.static_metadata.clone(),
             metrics: pm.clone(),
             ready: Arc::clone(&ready),
+            key: key.clone(),
+            auth: config.metadata_auth,
         });
         tasks.push(http::serve(l, shutdown.clone(), move |req, peer| {
             let md = Arc::clone(&md);

@@ -10,7 +10,13 @@
 //! | `GET /v1/user-data` | JSON map of the claim's `userDataRef` Secret (type `metal.ironcore.dev/user-data`) |
 //! | `GET /v1/user-data/{key}` | one key of it, raw |
 //!
-//! Unknown callers, unknown fields and absent user-data get `404 not found`.
+//! With `--metadata-auth=token` (the default) the caller must also present its boot token
+//! (`Authorization: Bearer <token>`; the booted OS reads it from `metal.boot-token=` on its
+//! kernel command line): the token of the server its address identifies, for that server's
+//! active configuration, so a neighbour that borrows the address still gets nothing.
+//!
+//! Unknown callers, wrong or missing tokens, unknown fields and absent user-data get
+//! `404 not found`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,9 +33,11 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 
+use crate::config::MetadataAuth;
 use crate::http::{Body, not_found, text};
 use crate::metrics::ProvisioningMetrics;
 use crate::stores::Stores;
+use crate::token::TokenKey;
 
 /// Shared state of the metadata service.
 pub struct MetadataServer {
@@ -43,6 +51,10 @@ pub struct MetadataServer {
     pub metrics: ProvisioningMetrics,
     /// Set once the caches have synced.
     pub ready: Arc<AtomicBool>,
+    /// Key of the boot tokens.
+    pub key: TokenKey,
+    /// How callers are authenticated.
+    pub auth: MetadataAuth,
 }
 
 impl std::fmt::Debug for MetadataServer {
@@ -74,6 +86,27 @@ enum UserData {
 }
 
 impl MetadataServer {
+    /// Whether the request carries `server`'s boot token for its active configuration.
+    fn token_ok(&self, req: &Request<Incoming>, server: &Server) -> bool {
+        let Some(presented) = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        let Some(sbc) = crate::active::served_configuration(&self.stores, server) else {
+            return false;
+        };
+        self.key.verify(
+            presented.trim(),
+            server.metadata.uid.as_deref().unwrap_or_default(),
+            sbc.metadata.uid.as_deref().unwrap_or_default(),
+            sbc.metadata.generation.unwrap_or_default(),
+        )
+    }
+
     /// Answers one request.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let (endpoint, resp) = self.route(&req, peer).await;
@@ -140,6 +173,10 @@ impl MetadataServer {
         let Some(server) = self.stores.servers.get(&ObjectRef::new(&name)) else {
             return ("metadata", not_found());
         };
+        if self.auth == MetadataAuth::Token && !self.token_ok(req, &server) {
+            tracing::debug!(server = %server.name_any(), %peer, "metadata request without the server's boot token");
+            return ("metadata", not_found());
+        }
         let rest = &path["/v1/".len()..];
         let segments: Vec<&str> = if rest.is_empty() {
             vec![]

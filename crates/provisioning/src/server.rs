@@ -385,6 +385,15 @@ async fn reconcile_server(
                 ),
                 generation,
             );
+            if method == "Network" {
+                // In the same write: this power-on may fetch its boot script, once.
+                api::bootwindow::open(
+                    &mut next.conditions,
+                    "network boot of the claim's configuration",
+                    generation,
+                    status::now(),
+                );
+            }
             match record(ctx, &current, &next).await? {
                 Some(s) => current = s,
                 None => return Ok(Some(SHORT)),
@@ -978,6 +987,16 @@ async fn handle_reset(
             ),
             generation,
         );
+        if op != Operation::ForceOffServer {
+            // A reset through the API is an authorized boot: if the server network-boots
+            // (a live OS), its firmware may fetch the boot script once.
+            api::bootwindow::open(
+                &mut next.conditions,
+                &format!("reset {reset_type}"),
+                generation,
+                status::now(),
+            );
+        }
         match record(ctx, &current, &next).await? {
             Some(s) => current = s,
             None => return Ok(Some(SHORT)),

@@ -14,14 +14,20 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use crate::conditions::{
-    POWERED_OFF, POWERED_ON, POWERING_ON, READY, RESET_IN_PROGRESS, WAITING_FOR_POWER_OFF,
+    BOOT_WINDOW, POWERED_OFF, POWERED_ON, POWERING_ON, READY, RESET_IN_PROGRESS,
+    WAITING_FOR_POWER_OFF,
 };
 
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = api::state::Controller::Provisioning.field_manager();
 
 /// Server condition types provisioning owns.
-pub const SERVER_CONDITIONS: &[&str] = &[POWERING_ON, WAITING_FOR_POWER_OFF, RESET_IN_PROGRESS];
+pub const SERVER_CONDITIONS: &[&str] = &[
+    POWERING_ON,
+    WAITING_FOR_POWER_OFF,
+    RESET_IN_PROGRESS,
+    BOOT_WINDOW,
+];
 /// Claim condition types provisioning owns.
 pub const CLAIM_CONDITIONS: &[&str] = &[POWERED_ON, POWERED_OFF];
 

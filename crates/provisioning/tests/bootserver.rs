@@ -45,6 +45,22 @@ async fn boot_endpoints_serve_only_the_identified_server() {
     h.bind(&b, "cb", "Off", boot_b).await;
     // c stays Available (known, but without a boot configuration).
 
+    // Without a recorded power-on (no boot window) nobody gets a script, not even with the
+    // right MAC and UUID.
+    eventually(T, "a's configuration Ready", || async {
+        sbc_state(&h, "ca").await.filter(|s| s.0 == "Ready")
+    })
+    .await;
+    let (s, body, _) = get(
+        &format!("{base}/ipxe?mac={}&uuid={}", a.macs[0], a.uuid),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 404, "no boot window: {body}");
+
+    h.open_boot_window(&a.name).await;
+    h.open_boot_window(&b.name).await;
     let script_a = eventually(T, "a's script", || async {
         let (status, body, _) = get(
             &format!("{base}/ipxe?mac={}&uuid={}", a.macs[0], a.uuid),
@@ -55,49 +71,92 @@ async fn boot_endpoints_serve_only_the_identified_server() {
         (status == 200).then_some(body)
     })
     .await;
+    let token_a = common::token_of(&script_a);
     assert!(script_a.starts_with("#!ipxe\n"), "{script_a}");
     assert!(script_a.contains(
         "kernel http://images.example.test/vmlinuz initrd=initrd gl.url=${rootfs-url} console=ttyS0"
     ));
-    assert!(script_a.contains(&format!("ignition.config.url={base}/ignition/{}", a.uuid)));
+    assert!(script_a.contains(&format!(
+        "ignition.config.url={base}/ignition/{}/{token_a}",
+        a.uuid
+    )));
     assert!(script_a.contains("initrd --name initrd http://images.example.test/initrd"));
     assert!(!script_a.contains("/b/vmlinuz"));
-    // By UUID path, and the chain loader.
-    let (s, by_uuid, _) = get(&format!("{base}/ipxe/{}", a.uuid), None, &[]).await;
-    assert_eq!((s, by_uuid.as_str()), (200, script_a.as_str()));
+    // Once per power-on: the window is closed on the Server before the answer leaves.
+    let (s, _, _) = get(&format!("{base}/ipxe/{}", a.uuid), None, &[]).await;
+    assert_eq!(s, 404, "second fetch in the same boot");
+    let server_a = h.server(&a.name).await;
+    let window = api::conditions::get(&server_a.status.as_ref().unwrap().conditions, "BootWindow");
+    assert_eq!(
+        window.map(|c| (c.status.as_str(), c.reason.as_str())),
+        Some(("False", "BootScriptServed")),
+        "{window:?}"
+    );
+    // By UUID path in a new window, and the chain loader.
+    h.open_boot_window(&a.name).await;
+    let by_uuid = eventually(T, "a's script by UUID", || async {
+        let (s, body, _) = get(&format!("{base}/ipxe/{}", a.uuid), None, &[]).await;
+        (s == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(by_uuid, script_a, "same configuration, same token");
     let (s, chain, _) = get(&format!("{base}/boot.ipxe"), None, &[]).await;
     assert_eq!(s, 200);
     assert!(chain.contains(&format!(
         "chain {base}/ipxe?mac=${{net0/mac}}&uuid=${{uuid}}"
     )));
 
-    // Ignition only for its own server.
-    let (s, ign, hdrs) = get(&format!("{base}/ignition/{}", a.uuid), None, &[]).await;
+    // Ignition only with the server's own token.
+    let (s, ign, hdrs) = get(&format!("{base}/ignition/{}/{token_a}", a.uuid), None, &[]).await;
     assert_eq!(s, 200);
     assert!(ign.contains("\"owner\":\"a\""));
     assert_eq!(
         hdrs.get("content-type").map(String::as_str),
         Some("application/json")
     );
-    let ign_b = eventually(T, "b's ignition", || async {
-        let (s, body, _) = get(&format!("{base}/ignition/{}", b.uuid), None, &[]).await;
+    let script_b = eventually(T, "b's script", || async {
+        let (s, body, _) = get(&format!("{base}/ipxe/{}", b.uuid), None, &[]).await;
         (s == 200).then_some(body)
     })
     .await;
+    let token_b = common::token_of(&script_b);
+    assert_ne!(token_a, token_b);
+    let (s, ign_b, _) = get(&format!("{base}/ignition/{}/{token_b}", b.uuid), None, &[]).await;
+    assert_eq!(s, 200);
     assert!(ign_b.contains("\"owner\":\"b\""));
 
-    // Unknown, contradicting and unconfigured callers: one identical 404.
+    // Unknown, contradicting, unconfigured, windowless and wrongly authenticated callers: one
+    // identical 404, and not a byte of another server's data.
+    let mut wrong = token_a.clone().into_bytes();
+    wrong[0] = if wrong[0] == b'A' { b'B' } else { b'A' };
+    let wrong = String::from_utf8(wrong).unwrap();
     let probes = [
         format!("{base}/ipxe?mac={}&uuid={}", b.macs[0], a.uuid),
         format!("{base}/ipxe?mac=02:00:00:00:00:99"),
         format!("{base}/ipxe/00000000-0000-4000-8000-000000000099"),
         format!("{base}/ipxe?mac={}&uuid={}", c.macs[0], c.uuid),
-        format!("{base}/ignition/{}?mac={}", a.uuid, b.macs[0]),
-        format!("{base}/ignition/00000000-0000-4000-8000-000000000099"),
-        format!("{base}/ignition/{}", c.uuid),
+        format!("{base}/ipxe/{}", a.uuid),
+        format!("{base}/uefi/{}", a.uuid),
+        format!("{base}/uefi?mac={}&uuid={}", a.macs[0], a.uuid),
+        format!("{base}/ignition/{}", a.uuid),
+        format!("{base}/ignition/{}/{wrong}", a.uuid),
+        format!("{base}/ignition/{}/{token_a}", b.uuid),
+        format!("{base}/ignition/{}/{token_b}", a.uuid),
+        format!("{base}/ignition/00000000-0000-4000-8000-000000000099/{token_a}"),
+        format!("{base}/ignition/{}/{token_a}", c.uuid),
         format!("{base}/uefi/{}", c.uuid),
         format!("{base}/ipxe"),
         format!("{base}/artifacts/sha256:{}", "0".repeat(64)),
+        format!(
+            "{base}/artifacts/{}/{token_a}/sha256:{}",
+            a.uuid,
+            "0".repeat(64)
+        ),
+        format!(
+            "{base}/artifacts/{}/{wrong}/sha256:{}",
+            a.uuid,
+            "0".repeat(64)
+        ),
     ];
     let mut bodies = std::collections::BTreeSet::new();
     for p in &probes {
@@ -107,21 +166,29 @@ async fn boot_endpoints_serve_only_the_identified_server() {
     }
     assert_eq!(bodies.len(), 1, "every refusal looks the same: {bodies:?}");
 
-    // UEFI HTTP boot: redirect to the EFI-stub kernel.
-    let (s, _, hdrs) = get(&format!("{base}/uefi/{}", a.uuid), None, &[]).await;
-    assert_eq!(s, 302);
+    // UEFI HTTP boot (an identifying request like the script): redirect to the EFI-stub kernel.
+    h.open_boot_window(&a.name).await;
+    let hdrs = eventually(T, "a's UEFI redirect", || async {
+        let (s, _, hdrs) = get(&format!("{base}/uefi/{}", a.uuid), None, &[]).await;
+        (s == 302).then_some(hdrs)
+    })
+    .await;
     assert_eq!(
         hdrs.get("location").map(String::as_str),
         Some("http://images.example.test/vmlinuz")
     );
 
-    // Released: the configuration is no longer served.
+    // Released: the configuration is no longer served, not even in a window, and its token
+    // opens nothing.
     h.delete_claim("ca").await;
-    eventually(T, "a's script withdrawn", || async {
+    eventually(T, "a's configuration withdrawn", || async {
+        h.open_boot_window(&a.name).await;
         let (s, _, _) = get(&format!("{base}/ipxe/{}", a.uuid), None, &[]).await;
         (s == 404).then_some(())
     })
     .await;
+    let (s, _, _) = get(&format!("{base}/ignition/{}/{token_a}", a.uuid), None, &[]).await;
+    assert_eq!(s, 404);
     ctl.shutdown().await;
     h.sim.shutdown().await;
 }
@@ -158,12 +225,25 @@ async fn metadata_service_identifies_callers_by_source_ip() {
         )
         .await
         .unwrap();
-    let flavor = [("Metadata-Flavor", "IronCore Metal")];
     let ip_a = Some("127.31.11.200".parse().unwrap());
     let ip_b = Some("127.31.11.201".parse().unwrap());
+    // a's boot token, as its booted OS finds it on the kernel command line.
+    h.open_boot_window(&a.name).await;
+    let base = ctl.boot_url.clone();
+    let script = eventually(T, "a's script", || async {
+        let (s, body, _) = get(&format!("{base}/ipxe/{}", a.uuid), None, &[]).await;
+        (s == 200).then_some(body)
+    })
+    .await;
+    let bearer = format!("Bearer {}", common::token_of(&script));
+    let flavor = [("Metadata-Flavor", "IronCore Metal")];
+    let authed = [
+        ("Metadata-Flavor", "IronCore Metal"),
+        ("Authorization", bearer.as_str()),
+    ];
 
     let full = eventually(T, "a's metadata with user-data", || async {
-        let (s, body, _) = get(&format!("{md}/v1/"), ip_a, &flavor).await;
+        let (s, body, _) = get(&format!("{md}/v1/"), ip_a, &authed).await;
         (s == 200 && body.contains("user-data")).then_some(body)
     })
     .await;
@@ -174,33 +254,71 @@ async fn metadata_service_identifies_callers_by_source_ip() {
         v["user-data"]["cloud-config"],
         json!("#cloud-config\nhostname: a")
     );
-    let (s, name, _) = get(&format!("{md}/v1/server-name"), ip_a, &flavor).await;
+    let (s, name, _) = get(&format!("{md}/v1/server-name"), ip_a, &authed).await;
     assert_eq!((s, name.as_str()), (200, a.name.as_str()));
-    let (s, cc, _) = get(&format!("{md}/v1/user-data/cloud-config"), ip_a, &flavor).await;
+    let (s, cc, _) = get(&format!("{md}/v1/user-data/cloud-config"), ip_a, &authed).await;
     assert_eq!((s, cc.as_str()), (200, "#cloud-config\nhostname: a"));
 
     // Without the header: 403.
     let (s, _, _) = get(&format!("{md}/v1/"), ip_a, &[]).await;
     assert_eq!(s, 403);
-    // b sees only its own metadata, no user-data.
-    let (s, body, _) = get(&format!("{md}/v1/"), ip_b, &flavor).await;
-    assert_eq!(s, 200);
+    // From a's address without (or with a wrong) token: nothing, on every endpoint.
+    let wrong = [
+        ("Metadata-Flavor", "IronCore Metal"),
+        ("Authorization", "Bearer AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    ];
+    for path in [
+        "/v1/",
+        "/v1/server-name",
+        "/v1/user-data",
+        "/v1/user-data/cloud-config",
+    ] {
+        for headers in [&flavor[..], &wrong[..]] {
+            let (s, body, _) = get(&format!("{md}{path}"), ip_a, headers).await;
+            assert_eq!(s, 404, "{path} {headers:?}: {body}");
+            assert!(
+                !body.contains("hostname") && !body.contains(&a.name),
+                "{body}"
+            );
+        }
+        // a's token from b's address: b's data is not a's, and a's is not served to b.
+        let (s, body, _) = get(&format!("{md}{path}"), ip_b, &authed).await;
+        assert_eq!(s, 404, "{path} from b with a's token: {body}");
+    }
+    // Unknown source address: 404.
+    let (s, body, _) = get(
+        &format!("{md}/v1/"),
+        Some("127.31.11.250".parse().unwrap()),
+        &authed,
+    )
+    .await;
+    assert_eq!(s, 404, "{body}");
+    let (s, _, _) = get(&format!("{md}/v1/no-such-field"), ip_a, &authed).await;
+    assert_eq!(s, 404);
+    ctl.shutdown().await;
+
+    // Upstream metaldata behaviour on request: source address only. b (unclaimed) sees only
+    // its own metadata, no user-data.
+    let mut cfg = h.config();
+    cfg.metadata_listen = Some(metal_provisioning::Listen::Addr(
+        "127.0.0.1:0".parse().unwrap(),
+    ));
+    cfg.metadata_auth = metal_provisioning::MetadataAuth::SourceAddress;
+    let ctl = h.start(cfg).await;
+    let md = format!("http://{}", ctl.metadata_addr.unwrap());
+    let body = eventually(T, "b's metadata by address", || async {
+        let (s, body, _) = get(&format!("{md}/v1/"), ip_b, &flavor).await;
+        (s == 200).then_some(body)
+    })
+    .await;
     assert!(
         body.contains(&b.name) && !body.contains(&a.name) && !body.contains("user-data"),
         "{body}"
     );
     let (s, _, _) = get(&format!("{md}/v1/user-data"), ip_b, &flavor).await;
     assert_eq!(s, 404);
-    // Unknown source address: 404.
-    let (s, body, _) = get(
-        &format!("{md}/v1/"),
-        Some("127.31.11.250".parse().unwrap()),
-        &flavor,
-    )
-    .await;
-    assert_eq!(s, 404, "{body}");
-    let (s, _, _) = get(&format!("{md}/v1/no-such-field"), ip_a, &flavor).await;
-    assert_eq!(s, 404);
+    let (s, cc, _) = get(&format!("{md}/v1/user-data/cloud-config"), ip_a, &flavor).await;
+    assert_eq!((s, cc.as_str()), (200, "#cloud-config\nhostname: a"));
     ctl.shutdown().await;
     h.sim.shutdown().await;
 }
@@ -234,30 +352,42 @@ async fn oci_images_resolve_through_the_registry_and_layers_stream() {
         "token flow used"
     );
 
+    h.open_boot_window(&a.name).await;
     let script = eventually(T, "script of an OCI configuration", || async {
         let (s, body, _) = get(&format!("{base}/ipxe/{}", a.uuid), None, &[]).await;
         (s == 200).then_some(body)
     })
     .await;
-    let kernel_url = format!("{base}/artifacts/{}", reg.kernel.1);
+    let token = common::token_of(&script);
+    let blobs = format!("{base}/artifacts/{}/{token}", a.uuid);
+    let kernel_url = format!("{blobs}/{}", reg.kernel.1);
     assert!(
         script.contains(&format!(
             "kernel {kernel_url} initrd=initrd gl.ovl=/:tmpfs gl.url=${{rootfs-url}}"
         )),
         "{script}"
     );
-    assert!(script.contains(&format!(
-        "set rootfs-url {base}/artifacts/{}",
-        reg.squashfs.1
-    )));
-    assert!(script.contains(&format!(
-        "initrd --name initrd {base}/artifacts/{}",
-        reg.initrd.1
-    )));
+    assert!(script.contains(&format!("set rootfs-url {blobs}/{}", reg.squashfs.1)));
+    assert!(script.contains(&format!("initrd --name initrd {blobs}/{}", reg.initrd.1)));
     let (s, body, _) = get(&kernel_url, None, &[]).await;
     assert_eq!((s, body.as_bytes()), (200, reg.kernel.0.as_ref()));
-    let (s, body, _) = get(&format!("{base}/artifacts/{}", reg.squashfs.1), None, &[]).await;
+    let (s, body, _) = get(&format!("{blobs}/{}", reg.squashfs.1), None, &[]).await;
     assert_eq!((s, body.as_bytes()), (200, reg.squashfs.0.as_ref()));
+    // The blobs need a's token: another server's UUID, a wrong token, no token: nothing.
+    for url in [
+        format!("{base}/artifacts/{}", reg.kernel.1),
+        format!("{base}/artifacts/{}/{token}/{}", b.uuid, reg.kernel.1),
+        format!(
+            "{base}/artifacts/{}/{}/{}",
+            a.uuid,
+            "A".repeat(32),
+            reg.kernel.1
+        ),
+    ] {
+        let (s, body, _) = get(&url, None, &[]).await;
+        assert_eq!(s, 404, "{url}");
+        assert_ne!(body.as_bytes(), reg.kernel.0.as_ref(), "{url}");
+    }
 
     // An image without a kernel layer: Error/ImageUnresolvable. A missing tag likewise.
     h.bind(

@@ -39,6 +39,8 @@ async fn harness(
 /// and powers it on.
 async fn pxe_boot_as_discovery(h: &Harness, s: &TestServer, state: &str) {
     h.set_state(&s.name, state).await;
+    // Discovery records its power-on with the boot window, before the BMC requests.
+    h.open_boot_window(&s.name).await;
     let rf = h.redfish(s);
     let path = h.system_path(s);
     rf.set_boot_override(
@@ -85,7 +87,11 @@ async fn a_claimed_server_boots_its_own_configuration_and_nobody_else_gets_it() 
         rec.fetches[1].url,
         format!("{base}/ipxe?mac={}&uuid={}", a.macs[0], a.uuid)
     );
-    assert_eq!(rec.fetches[2].url, format!("{base}/ignition/{}", a.uuid));
+    let token = common::token_of(rec.script.as_deref().expect("script"));
+    assert_eq!(
+        rec.fetches[2].url,
+        format!("{base}/ignition/{}/{token}", a.uuid)
+    );
     assert!(
         rec.fetches.iter().all(|f| f.status == 200),
         "{:#?}",
@@ -122,21 +128,25 @@ async fn a_claimed_server_boots_its_own_configuration_and_nobody_else_gets_it() 
     .await;
     assert_eq!(rec_b.fetches[1].status, 404);
     assert!(rec_b.script.is_none() && rec_b.ignition.is_none() && rec_b.kernel.is_none());
-    // b's MAC with a's UUID, a's UUID on the ignition endpoint with b's MAC: nothing.
-    let (s, body, _) = get(
-        &format!("{base}/ipxe?mac={}&uuid={}", b.macs[0], a.uuid),
-        None,
-        &[],
-    )
-    .await;
-    assert_eq!((s, body.contains("tenant-a")), (404, false));
-    let (s, body, _) = get(
-        &format!("{base}/ignition/{}?mac={}", a.uuid, b.macs[0]),
-        None,
-        &[],
-    )
-    .await;
-    assert_eq!((s, body.contains("tenant-a")), (404, false));
+    // A neighbour that knows a's MAC and UUID (and b's MAC with a's UUID), asking after a's
+    // boot: the window of a's power-on is used up, the ignition needs a's token. 0 bytes of a.
+    for url in [
+        format!("{base}/ipxe?mac={}&uuid={}", a.macs[0], a.uuid),
+        format!("{base}/ipxe/{}", a.uuid),
+        format!("{base}/uefi/{}", a.uuid),
+        format!("{base}/ipxe?mac={}&uuid={}", b.macs[0], a.uuid),
+        format!("{base}/ignition/{}", a.uuid),
+        format!("{base}/ignition/{}?mac={}", a.uuid, b.macs[0]),
+        format!("{base}/ignition/{}/{}", a.uuid, "A".repeat(32)),
+        format!("{base}/ignition/{}/{token}", b.uuid),
+    ] {
+        let (s, body, _) = get(&url, None, &[]).await;
+        assert_eq!(s, 404, "{url}");
+        assert!(
+            !body.contains("tenant-a") && !body.contains(&token),
+            "{url}: {body}"
+        );
+    }
     ctl.shutdown().await;
     h.sim.shutdown().await;
 }

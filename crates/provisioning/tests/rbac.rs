@@ -77,14 +77,27 @@ async fn the_cluster_role_suffices_for_boot_and_release() {
         (c.0 == "True").then_some(())
     })
     .await;
-    // Boot server and metadata service read Secrets (get).
-    let (st, ign, _) = get(&format!("{}/ignition/{}", ctl.boot_url, s.uuid), None, &[]).await;
+    // The boot server closes the power-on's boot window (server status patch) and reads
+    // Secrets (get), as does the metadata service; the token key Secret was created (create).
+    let (st, script, _) = get(&format!("{}/ipxe/{}", ctl.boot_url, s.uuid), None, &[]).await;
+    assert_eq!(st, 200, "{script}");
+    let token = common::token_of(&script);
+    let (st, ign, _) = get(
+        &format!("{}/ignition/{}/{token}", ctl.boot_url, s.uuid),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!((st, ign.contains("3.4.0")), (200, true), "{ign}");
     let md = format!("http://{}/v1/user-data/k", ctl.metadata_addr.unwrap());
+    let bearer = format!("Bearer {token}");
     let (st, v, _) = get(
         &md,
         Some("127.31.50.200".parse().unwrap()),
-        &[("Metadata-Flavor", "IronCore Metal")],
+        &[
+            ("Metadata-Flavor", "IronCore Metal"),
+            ("Authorization", bearer.as_str()),
+        ],
     )
     .await;
     assert_eq!((st, v.as_str()), (200, "v"));

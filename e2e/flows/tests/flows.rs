@@ -157,13 +157,23 @@ async fn discover_claim_boot_release() {
         .find(|s| s.metadata.name.as_deref() != Some(name.as_str()))
         .expect("another server");
     let (_, _, _, other_mac) = sim_system(&rack, other);
-    let (code, body) = http_get(&format!(
-        "{}/ignition/{uuid}?mac={other_mac}",
-        rack.boot_server
-    ))
-    .await;
-    assert_eq!(code, 404, "ignition with a foreign MAC: {body}");
-    assert!(!body.contains("web-0"), "{body}");
+    // A neighbour that knows the claimed server's MAC and UUID: its boot window was used by
+    // its own firmware, and everything after the script needs its boot token.
+    for url in [
+        format!("{}/ipxe?mac={mac}&uuid={uuid}", rack.boot_server),
+        format!("{}/ipxe/{uuid}", rack.boot_server),
+        format!("{}/uefi/{uuid}", rack.boot_server),
+        format!("{}/ignition/{uuid}", rack.boot_server),
+        format!("{}/ignition/{uuid}?mac={other_mac}", rack.boot_server),
+        format!("{}/ignition/{uuid}/{}", rack.boot_server, "A".repeat(32)),
+    ] {
+        let (code, body) = http_get(&url).await;
+        assert_eq!(code, 404, "{url}: {body}");
+        assert!(
+            !body.contains("web-0") && !body.contains("kernel"),
+            "{url}: {body}"
+        );
+    }
     let (code, body) = http_get(&format!("{}/ipxe?mac={other_mac}", rack.boot_server)).await;
     assert!(
         !body.contains("demo-os") && code != 200,
@@ -171,7 +181,6 @@ async fn discover_claim_boot_release() {
     );
     let (code, _) = http_get(&format!("{}/ipxe?mac=02:00:00:00:00:99", rack.boot_server)).await;
     assert_eq!(code, 404, "unknown MAC");
-    let _ = mac;
 
     // Day 2 on the claimed server: BIOS settings need a maintenance window, which the claim's
     // owner approves; the server comes back Reserved to its claim with the settings applied.
@@ -238,11 +247,16 @@ async fn bios_settings_with_owner_approval(site: &Site, rack: &Rack, name: &str,
     let resets_before = power_on_resets(rack, bmc);
     let settings: Api<BIOSSettings> = Api::all(site.client.clone());
     let bios_name = format!("{name}-virtualization");
+    let bios_version = server
+        .status
+        .as_ref()
+        .and_then(|st| st.bios_version.clone())
+        .expect("discovered BIOS version");
     let bs: BIOSSettings = serde_json::from_value(json!({
         "apiVersion": api::API_VERSION, "kind": "BIOSSettings",
         "metadata": { "name": bios_name },
         "spec": {
-            "version": "", "serverRef": { "name": name },
+            "version": bios_version, "serverRef": { "name": name },
             "serverMaintenancePolicy": "OwnerApproval",
             "settingsFlow": [{ "name": "virtualization", "priority": 1,
                                "settings": { "ProcVirtualization": "Disabled" } }],

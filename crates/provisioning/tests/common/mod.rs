@@ -156,7 +156,34 @@ impl Harness {
     pub fn config(&self) -> Config {
         let mut c = Config::for_tests();
         c.server_selector = Some(format!("{SHARD_LABEL}={}", self.shard));
+        c.boot_token_secret.0 = self.ns.clone();
         c
+    }
+
+    /// Opens the server's boot window as a recorded network-boot power-on does (for tests that
+    /// fetch boot scripts themselves instead of letting the simulated firmware boot).
+    pub async fn open_boot_window(&self, name: &str) {
+        let mut conditions = Vec::new();
+        api::bootwindow::open(
+            &mut conditions,
+            "test: recorded power-on",
+            None,
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ),
+        );
+        Api::<Server>::all(self.client.clone())
+            .patch_status(
+                name,
+                &PatchParams::apply("test-power-on").force(),
+                &Patch::Apply(json!({
+                    "apiVersion": api::API_VERSION, "kind": "Server",
+                    "metadata": { "name": name },
+                    "status": { "conditions": conditions },
+                })),
+            )
+            .await
+            .expect("open boot window");
     }
 
     /// Starts the controller in-process.
@@ -561,6 +588,18 @@ pub async fn static_server(body: &'static [u8]) -> String {
 
 /// A plain HTTP GET from a chosen local address (the metadata service identifies callers by
 /// source IP): returns status and body.
+/// The boot token a script carries (`metal.boot-token=` on its kernel command line).
+pub fn token_of(script: &str) -> String {
+    let at = script
+        .find("metal.boot-token=")
+        .unwrap_or_else(|| panic!("no boot token in {script}"));
+    script[at + "metal.boot-token=".len()..]
+        .split(|c: char| c.is_whitespace())
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 pub async fn get(
     url: &str,
     from: Option<std::net::IpAddr>,
