@@ -499,6 +499,9 @@ pub fn provisioning_args(site: &Site, rack: &Rack) -> Vec<String> {
         format!("--bmc-ca-file={}", rack.ca_file.display()),
         format!("--insecure-registry={}", rack.images.host),
         "--resync-interval=20s".into(),
+        // A kill between recording a power-on and sending it leaves the server off until
+        // this timeout retries the boot; the default (2m) outlasts the tests' waits.
+        "--power-confirm-timeout=20s".into(),
     ]);
     a
 }
