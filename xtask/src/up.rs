@@ -1,7 +1,8 @@
 //! `cargo xtask up`: the whole system on this machine. A real control plane with the CRDs, a
 //! simulated rack (mixed templates, network-boot firmware), an image registry, and the three
 //! controllers as processes acting as their kustomize ServiceAccounts. It then walks one claim
-//! through the loop (bind → network boot → release → powered off → Available) and leaves
+//! through the loop (bind → network boot → release → powered off → Available), a BIOS change
+//! and a park/unpark, and leaves
 //! everything running for kubectl until Ctrl-C.
 
 use anyhow::Context as _;
@@ -218,6 +219,37 @@ pub async fn run() -> anyhow::Result<()> {
             .unwrap_or("(unchanged)"),
         e2e::state(&s)
     );
+
+    println!("\n== park / unpark {name} (annotation metal.ironcore.dev/operation)");
+    let servers: Api<api::server::Server> = Api::all(site.client.clone());
+    let annotate = async |value: &str| {
+        servers
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({
+                    "metadata": { "annotations": { "metal.ironcore.dev/operation": value } }
+                })),
+            )
+            .await
+    };
+    annotate("park").await?;
+    e2e::eventually("the park", e2e::LONG, async || {
+        let s = e2e::server_by_name(&site, &name).await;
+        (e2e::state(&s) == "Parked").then_some(())
+    })
+    .await;
+    println!(
+        "  {name}: Parked, powered {:?}",
+        rack.sim.system_state(bmc, &sys)?.power_state
+    );
+    annotate("unpark").await?;
+    let s = e2e::eventually("the unpark", e2e::LONG, async || {
+        let s = e2e::server_by_name(&site, &name).await;
+        (e2e::state(&s) != "Parked").then_some(s)
+    })
+    .await;
+    println!("  {name}: {} again", e2e::state(&s));
 
     println!(
         "\nThe rack keeps running ({:.0?} so far). Use it:\n\n  export KUBECONFIG={}\n  {} get servers,bmcs -o wide\n  {} -n {} get serverclaims,servermaintenances\n  {} get biossettings\n\nPress Ctrl-C to stop.",

@@ -309,6 +309,11 @@ pub mod condition_types {
     /// `BootScriptServed`) by provisioning's boot server when it hands out the boot script, so
     /// each power-on yields one script (see `api::bootwindow`).
     pub const BOOT_WINDOW: &str = "BootWindow";
+    /// Server (our addition, owner maintenance): the `park` operation. `False`
+    /// `ParkPowerOffRequested` records the power-off before it is sent (its transition time
+    /// is the request's age), `True` `ServerParked` once the BMC reports Off, `False`
+    /// `Unparked` after `unpark`.
+    pub const PARKED: &str = "Parked";
 }
 
 /// Condition reasons (CamelCase), grouped by the condition types that use them.
@@ -478,6 +483,12 @@ pub mod reasons {
     pub const BOOT_WINDOW_OPEN: &str = "BootWindowOpen";
     /// BootWindow=False: the boot script of this power-on was handed out.
     pub const BOOT_SCRIPT_SERVED: &str = "BootScriptServed";
+    /// Parked=False: the parked server's power-off was requested from the BMC.
+    pub const PARK_POWER_OFF_REQUESTED: &str = "ParkPowerOffRequested";
+    /// Parked=True: the server is parked and the BMC reports it Off.
+    pub const SERVER_PARKED: &str = "ServerParked";
+    /// Parked=False: the server was unparked and is back in the claim lifecycle.
+    pub const UNPARKED: &str = "Unparked";
 
     /// Every reason above, for validation in tests and tooling.
     pub const ALL: &[&str] = &[
@@ -557,6 +568,9 @@ pub mod reasons {
         CLEANING_FAILED,
         BOOT_WINDOW_OPEN,
         BOOT_SCRIPT_SERVED,
+        PARK_POWER_OFF_REQUESTED,
+        SERVER_PARKED,
+        UNPARKED,
     ];
 }
 

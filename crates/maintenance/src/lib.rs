@@ -9,7 +9,9 @@
 //!   power and LED, hand it back when the maintenance is deleted;
 //! * **BIOS settings** ([`bios`]): check version and validity without disturbing the server,
 //!   request a maintenance only when something must change, write pending attributes step by
-//!   step, reboot once per step, verify, release the maintenance.
+//!   step, reboot once per step, verify, release the maintenance;
+//! * **park** ([`park`]): the `park` / `unpark` operations on Servers (state `Parked`, powered
+//!   off, other controllers stand down).
 //!
 //! Each reconcile is a pipeline: read (caches) → validate → decide (pure [`plan`],
 //! [`biosplan`]) → apply ([`writes`], BMC) → status.
@@ -21,6 +23,7 @@ pub mod bmc;
 pub mod error;
 pub mod firmware;
 pub mod metrics;
+pub mod park;
 pub mod plan;
 pub mod servermaintenance;
 pub mod sets;
@@ -303,6 +306,7 @@ impl Maintenance {
             servermaintenance::run(ctx.clone(), &self.caches, shutdown.clone()),
             bios::run(ctx.clone(), &self.caches, shutdown.clone()),
             firmware::run(ctx.clone(), &self.caches, shutdown.clone()),
+            park::run(ctx.clone(), &self.caches, shutdown.clone()),
             sets::run(
                 ctx.clone(),
                 &self.caches.bios_settings_sets,

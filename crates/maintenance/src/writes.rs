@@ -191,3 +191,27 @@ where
         Err(e) => Err(e),
     }
 }
+
+/// Sets (`Some`) or removes (`None`) annotations of `server`, provided it has not changed
+/// since it was read: the park flow removes a user's operation request only after acting on
+/// exactly that request.
+pub async fn set_annotations(
+    api: &Api<Server>,
+    server: &Server,
+    changes: &[(&str, Option<&str>)],
+) -> Result<Server, Error> {
+    let rv = resource_version(server)?;
+    let name = server.name_any();
+    let annotations: serde_json::Map<String, Value> = changes
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.map_or(Value::Null, |v| json!(v))))
+        .collect();
+    let body = json!({
+        "metadata": {"resourceVersion": rv, "annotations": annotations},
+    });
+    call(
+        format!("writing annotations of server {name}"),
+        api.patch(&name, &merge_params(), &Patch::Merge(&body)),
+    )
+    .await
+}

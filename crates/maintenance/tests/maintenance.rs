@@ -1064,3 +1064,137 @@ fn redfish_client(h: &Harness, i: usize) -> redfish::Client {
     )
     .unwrap()
 }
+
+impl Harness {
+    /// Sets (or with `None` removes) an annotation of server `i`, as `kubectl annotate` would.
+    async fn annotate(&self, i: usize, key: &str, value: Option<&str>) {
+        Api::<Server>::all(self.client.clone())
+            .patch(
+                self.server_name(i),
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "annotations": { key: value } } })),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The server's `Parked` condition reason, if any.
+    fn parked_reason(s: &Server) -> Option<String> {
+        api::conditions::get(&s.status.as_ref()?.conditions, "Parked").map(|c| c.reason.clone())
+    }
+
+    /// Event reasons maintenance wrote about server `i`.
+    async fn server_events(&self, i: usize) -> Vec<String> {
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(self.client.clone());
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(self.server_name(i))
+            })
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+}
+
+const OP: &str = "metal.ironcore.dev/operation";
+const PARKED: &str = "metal.ironcore.dev/parked";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn park_powers_off_holds_and_unpark_resumes_to_the_right_state() {
+    let h = Harness::new("mnt-park", "127.41.9.1", 2).await;
+    let bmc = redfish_client(&h, 0);
+    bmc.power_on(&h.bmcs[0].systems[0].path).await.unwrap();
+    eventually("server 0 on", || async {
+        (h.system(0).power_state == PowerState::On).then_some(())
+    })
+    .await;
+    h.sim.reset_request_counts(0).unwrap();
+
+    // Available → Parked: powered off once, marker set, request removed.
+    h.annotate(0, OP, Some("park")).await;
+    let s = eventually("server 0 parked and off", || async {
+        let s = h.server(0).await;
+        (s.state() == Some(ServerState::Parked)
+            && Harness::parked_reason(&s).as_deref() == Some("ServerParked"))
+        .then_some(s)
+    })
+    .await;
+    assert_eq!(
+        s.annotations().get(PARKED).map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(s.annotations().get(OP), None, "the park request is removed");
+    assert_eq!(h.system(0).power_state, PowerState::Off);
+    assert_eq!(h.resets(0), 1, "one power-off");
+
+    // While parked a power operation is dropped, not carried out.
+    h.annotate(0, OP, Some("force-on-server")).await;
+    eventually("force-on dropped", || async {
+        h.server(0)
+            .await
+            .annotations()
+            .get(OP)
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    eventually("ParkedOperationDropped event", || async {
+        h.server_events(0)
+            .await
+            .iter()
+            .any(|r| r == "ParkedOperationDropped")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(h.system(0).power_state, PowerState::Off);
+    assert_eq!(h.resets(0), 1);
+    // Someone powers the parked server on behind our back: the resync powers it off again.
+    bmc.power_on(&h.bmcs[0].systems[0].path).await.unwrap();
+    eventually("parked server off again", || async {
+        (h.resets(0) == 3 && h.system(0).power_state == PowerState::Off).then_some(())
+    })
+    .await;
+
+    // Unpark an unclaimed server: Available, marker gone, condition Unparked.
+    h.annotate(0, OP, Some("unpark")).await;
+    let s = eventually("server 0 unparked", || async {
+        let s = h.server(0).await;
+        (s.state() == Some(ServerState::Available)
+            && s.annotations().get(PARKED).is_none()
+            && s.annotations().get(OP).is_none())
+        .then_some(s)
+    })
+    .await;
+    assert_eq!(Harness::parked_reason(&s).as_deref(), Some("Unparked"));
+    assert_eq!(h.resets(0), 3, "unpark sends nothing");
+
+    // Park in a state that cannot be parked waits, request kept; it goes once the server is
+    // claimable, and a claimed server returns to Reserved.
+    set_state(&h.client, h.server_name(1), "Discovery", "metal-discovery").await;
+    h.annotate(1, OP, Some("park")).await;
+    eventually("ParkDeferred event", || async {
+        h.server_events(1)
+            .await
+            .iter()
+            .any(|r| r == "ParkDeferred")
+            .then_some(())
+    })
+    .await;
+    let s = h.server(1).await;
+    assert_eq!(s.state(), Some(ServerState::Discovery));
+    assert_eq!(s.annotations().get(OP).map(String::as_str), Some("park"));
+    h.bind(1, "job-1").await;
+    h.wait_server(1, ServerState::Parked, false).await;
+    h.annotate(1, OP, Some("unpark")).await;
+    eventually("server 1 back to Reserved", || async {
+        let s = h.server(1).await;
+        (s.state() == Some(ServerState::Reserved) && s.annotations().get(PARKED).is_none())
+            .then_some(())
+    })
+    .await;
+    assert_eq!(h.resets(1), 0, "server 1 was off: nothing sent");
+}

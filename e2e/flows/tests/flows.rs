@@ -9,6 +9,7 @@ use e2e::{
     Process, Rack, Site, bound_server, claim, default_group, eventually, server_by_name, servers,
     shared_tree, sim_system, state, wait_states,
 };
+use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -395,26 +396,37 @@ async fn in_band_discovery_through_the_boot_server_and_probe() {
     }
 }
 
+/// The site's only server, Available, claimed by `claim_name` and booted: its name and its
+/// simulated BMC and system.
+async fn one_claimed_and_booted(
+    site: &Site,
+    rack: &Rack,
+    claim_name: &str,
+) -> (String, usize, String) {
+    wait_states(site, 1, "Available", "server Available").await;
+    claim(
+        site,
+        rack,
+        claim_name,
+        json!({ "matchLabels": site.labels() }),
+    )
+    .await;
+    let name = bound_server(site, claim_name).await;
+    let server = server_by_name(site, &name).await;
+    let (bmc, sys, _, _) = sim_system(rack, &server);
+    eventually("powered on", LONG, async || {
+        (format!("{:?}", rack.sim.system_state(bmc, &sys).ok()?.power_state) == "On").then_some(())
+    })
+    .await;
+    (name, bmc, sys)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bmc_that_refuses_power_off_holds_the_release() {
     let site = Site::new("e2e-refuse").await;
     let rack = Rack::start(&site, "127.83.0.1", vec![default_group(1)]).await;
     let _procs = start_all(&site, &rack, "out-of-band");
-    wait_states(&site, 1, "Available", "server Available").await;
-    claim(
-        &site,
-        &rack,
-        "db-0",
-        json!({ "matchLabels": site.labels() }),
-    )
-    .await;
-    let name = bound_server(&site, "db-0").await;
-    let server = server_by_name(&site, &name).await;
-    let (bmc, sys, _, _) = sim_system(&rack, &server);
-    eventually("powered on", LONG, async || {
-        (format!("{:?}", rack.sim.system_state(bmc, &sys).ok()?.power_state) == "On").then_some(())
-    })
-    .await;
+    let (name, bmc, sys) = one_claimed_and_booted(&site, &rack, "db-0").await;
     let mut knobs = rack.sim.knobs(bmc).expect("knobs");
     knobs.refuse_power_off = true;
     rack.sim.set_knobs(bmc, knobs.clone()).expect("knobs");
@@ -553,4 +565,63 @@ async fn controllers_killed_at_random_points_still_complete_the_flow() {
             "BMC {b}: one power-on and one power-off"
         );
     }
+}
+
+async fn annotate(site: &Site, server: &str, value: &str) {
+    Api::<api::server::Server>::all(site.client.clone())
+        .patch(
+            server,
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": { "annotations": { "metal.ironcore.dev/operation": value } }
+            })),
+        )
+        .await
+        .expect("annotate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_server_parked_and_unparked_boots_its_claim_again() {
+    let site = Site::new("e2e-park").await;
+    let rack = Rack::start(&site, "127.85.0.1", vec![default_group(1)]).await;
+    let _procs = start_all(&site, &rack, "out-of-band");
+    let (name, bmc, sys) = one_claimed_and_booted(&site, &rack, "web-0").await;
+    let power = || {
+        format!(
+            "{:?}",
+            rack.sim.system_state(bmc, &sys).expect("s").power_state
+        )
+    };
+    assert_eq!(power_on_resets(&rack, 0), 1);
+
+    // Parked: powered off, nobody powers it on again, the claim stays bound.
+    annotate(&site, &name, "park").await;
+    eventually("parked and off", LONG, async || {
+        let s = server_by_name(&site, &name).await;
+        (state(&s) == "Parked" && power() == "Off").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(power(), "Off", "provisioning stands down while parked");
+    assert_eq!(power_on_resets(&rack, 0), 2, "one power-off, no power-on");
+    let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    let c = claims.get("web-0").await.expect("claim");
+    assert_eq!(
+        c.spec.server_ref.map(|r| r.name).as_deref(),
+        Some(name.as_str())
+    );
+
+    // Unparked: back to Reserved, and provisioning boots the claim again.
+    annotate(&site, &name, "unpark").await;
+    eventually("Reserved and booted again", LONG, async || {
+        let s = server_by_name(&site, &name).await;
+        (state(&s) == "Reserved" && power() == "On").then_some(())
+    })
+    .await;
+    assert_eq!(power_on_resets(&rack, 0), 3, "one more power-on");
+    let s = server_by_name(&site, &name).await;
+    assert!(
+        !s.annotations().contains_key("metal.ironcore.dev/parked"),
+        "marker removed"
+    );
 }
