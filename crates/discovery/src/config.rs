@@ -98,6 +98,12 @@ pub struct Args {
     #[arg(long, env = "METAL_DISCOVERY_RETRY_DELAY", default_value = "1m", value_parser = parse_duration)]
     pub discovery_retry_delay: Duration,
 
+    /// Move a server in Initial, Discovery or Available to Error when its BMC has not been
+    /// Ready, or its inventory not readable, for this long (0s: never). An unreachable-BMC
+    /// Error ends by itself when the BMC is Ready again; the others need `retry`.
+    #[arg(long, env = "METAL_ERROR_AFTER", default_value = "15m", value_parser = parse_duration)]
+    pub error_after: Duration,
+
     /// Power off a server found powered on in Initial before discovering it.
     #[arg(long, env = "METAL_ENFORCE_FIRST_BOOT", default_value_t = false)]
     pub enforce_first_boot: bool,
@@ -167,6 +173,8 @@ pub struct Config {
     pub discovery_timeout: Duration,
     /// Pause in Initial after a timed-out round.
     pub discovery_retry_delay: Duration,
+    /// Time a problem may last before the server goes to Error (zero: never).
+    pub error_after: Duration,
     /// Power off servers found on in Initial.
     pub enforce_first_boot: bool,
     /// Default scheme for Endpoint BMCs.
@@ -209,6 +217,7 @@ impl Args {
             poll_interval: self.poll_interval,
             discovery_timeout: self.discovery_timeout,
             discovery_retry_delay: self.discovery_retry_delay,
+            error_after: self.error_after,
             enforce_first_boot: self.enforce_first_boot,
             endpoint_scheme: self.endpoint_scheme.clone(),
             endpoint_insecure: self.endpoint_insecure,

@@ -41,12 +41,15 @@ use crate::logic::ignition::{
     cmdline, ignition, new_token, report_name, sbc_name, secret_name,
 };
 use crate::logic::inventory::{self, Inventory};
-use crate::logic::state::{self, InBandStep, InBandView, InitialStep, Phase};
+use crate::logic::state::{
+    self, HealthStep, HealthView, InBandStep, InBandView, InitialStep, Phase,
+};
 use crate::logic::{merge, state::in_band_step};
 
 /// Condition types discovery owns on a Server.
-const OWNED_CONDITIONS: [&str; 3] = [
+const OWNED_CONDITIONS: [&str; 4] = [
     condition_types::DISCOVERED,
+    condition_types::HEALTHY,
     condition_types::POWERING_ON,
     condition_types::BOOT_WINDOW,
 ];
@@ -186,6 +189,47 @@ pub async fn reconcile(server: Arc<Server>, ctx: Arc<Ctx>) -> Result<Action> {
     }
     let status = server.status.clone().unwrap_or_default();
     let generation = server.metadata.generation;
+    let mut recheck = None;
+    match state::health_step(&health_view(&ctx, &server)) {
+        HealthStep::Fine => {}
+        HealthStep::RecheckIn(d) => recheck = Some(d),
+        HealthStep::EnterError(reason, msg) => {
+            let mut s = status.clone();
+            s.state = Some(ServerState::Error);
+            set_cond(
+                &mut s,
+                condition_types::HEALTHY,
+                ConditionStatus::False,
+                reason,
+                &msg,
+                generation,
+            );
+            write(&ctx, &server, &s, &msg).await?;
+            return Ok(Action::await_change());
+        }
+        HealthStep::Recover => {
+            let mut s = status.clone();
+            s.state = Some(ServerState::Initial);
+            set_cond(
+                &mut s,
+                condition_types::HEALTHY,
+                ConditionStatus::True,
+                reasons::HEALTHY,
+                "the BMC is Ready again",
+                generation,
+            );
+            set_cond(
+                &mut s,
+                condition_types::DISCOVERED,
+                ConditionStatus::Unknown,
+                reasons::DISCOVERY_STARTED,
+                "rediscovery after the BMC came back",
+                generation,
+            );
+            write(&ctx, &server, &s, "the BMC is Ready again").await?;
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        }
+    }
     match state::phase(status.state) {
         Phase::New => {
             let mut s = status.clone();
@@ -203,7 +247,7 @@ pub async fn reconcile(server: Arc<Server>, ctx: Arc<Ctx>) -> Result<Action> {
         }
         Phase::NotOurs(_) => {
             cleanup_if_left_over(&ctx, &server).await?;
-            Ok(Action::await_change())
+            Ok(recheck.map_or_else(Action::await_change, Action::requeue))
         }
         Phase::Error => {
             if operation(&server.metadata) == Some(Operation::Retry.as_str()) {
@@ -217,6 +261,16 @@ pub async fn reconcile(server: Arc<Server>, ctx: Arc<Ctx>) -> Result<Action> {
                     "retry requested",
                     generation,
                 );
+                if conditions::get(&s.conditions, condition_types::HEALTHY).is_some() {
+                    set_cond(
+                        &mut s,
+                        condition_types::HEALTHY,
+                        ConditionStatus::True,
+                        reasons::HEALTHY,
+                        "retry requested",
+                        generation,
+                    );
+                }
                 write(&ctx, &server, &s, "retry requested").await?;
                 let api: Api<Server> = Api::all(ctx.client.clone());
                 ctx.merge_patch(
@@ -230,6 +284,43 @@ pub async fn reconcile(server: Arc<Server>, ctx: Arc<Ctx>) -> Result<Action> {
         }
         Phase::Initial => initial(&ctx, &server).await,
         Phase::Discovery => discovery(&ctx, &server, None).await,
+    }
+}
+
+/// The facts [`state::health_step`] needs, from the caches and the server's conditions.
+fn health_view(ctx: &Ctx, server: &Server) -> HealthView {
+    let conds = server
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let bmc_not_ready = server
+        .spec
+        .bmc_ref
+        .as_ref()
+        .and_then(|r| ctx.bmc(&r.name))
+        .and_then(|b| {
+            let c = conditions::get(&b.status.as_ref()?.conditions, condition_types::READY)?;
+            (c.status == "False").then(|| {
+                (
+                    since(&c.last_transition_time),
+                    format!("{}: {}", c.reason, c.message),
+                )
+            })
+        });
+    let inventory_unreadable = conditions::get(conds, condition_types::DISCOVERED)
+        .filter(|c| c.status == "False" && c.reason == reasons::INVENTORY_UNREADABLE)
+        .map(|c| (since(&c.last_transition_time), c.message.clone()));
+    let unhealthy_reason = conditions::get(conds, condition_types::HEALTHY)
+        .filter(|c| c.status == "False")
+        .map(|c| c.reason.clone());
+    HealthView {
+        state: server.status.as_ref().and_then(|s| s.state),
+        claimed: server.spec.server_claim_ref.is_some(),
+        bmc_not_ready,
+        inventory_unreadable,
+        unhealthy_reason,
+        threshold: ctx.cfg.error_after,
     }
 }
 
@@ -272,12 +363,23 @@ async fn hardware(ctx: &Ctx, server: &Server) -> Result<std::result::Result<Hard
 }
 
 async fn bmc_not_ready(ctx: &Ctx, server: &Server, why: &str) -> Result<Action> {
+    not_discovered(ctx, server, reasons::BMC_NOT_READY, why).await
+}
+
+/// The BMC answers but the inventory cannot be read: `Discovered=False/InventoryUnreadable`
+/// (its age decides when the server goes to Error).
+async fn inventory_unreadable(ctx: &Ctx, server: &Server, why: &str) -> Result<Action> {
+    not_discovered(ctx, server, reasons::INVENTORY_UNREADABLE, why).await
+}
+
+/// Records `Discovered=False` with `reason` (when it changes) and polls again.
+async fn not_discovered(ctx: &Ctx, server: &Server, reason: &str, why: &str) -> Result<Action> {
     let mut s = server.status.clone().unwrap_or_default();
     set_cond(
         &mut s,
         condition_types::DISCOVERED,
         ConditionStatus::False,
-        reasons::BMC_NOT_READY,
+        reason,
         why,
         server.metadata.generation,
     );
@@ -338,7 +440,12 @@ async fn initial(ctx: &Ctx, server: &Server) -> Result<Action> {
     let inv = match hw.client.inventory(&hw.system).await {
         Ok(inv) => inventory::from_redfish(&inv),
         Err(e) => {
-            return bmc_not_ready(ctx, server, &format!("reading the inventory failed: {e}")).await;
+            return inventory_unreadable(
+                ctx,
+                server,
+                &format!("reading the inventory failed: {e}"),
+            )
+            .await;
         }
     };
     let mode = mode(ctx, server);

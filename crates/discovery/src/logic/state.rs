@@ -169,6 +169,93 @@ pub fn humantime(d: Duration) -> String {
     }
 }
 
+/// Facts for deciding whether a server is in, or leaves, `Error` (discovery's part of it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthView {
+    /// The server's state.
+    pub state: Option<ServerState>,
+    /// A claim reference is set (a binding in progress on an Available server).
+    pub claimed: bool,
+    /// How long the BMC's `Ready` has been False, with its reason and message; `None` when
+    /// Ready (or not known yet).
+    pub bmc_not_ready: Option<(Duration, String)>,
+    /// How long the inventory has been unreadable while the BMC answers
+    /// (`Discovered=False/InventoryUnreadable`), with the message.
+    pub inventory_unreadable: Option<(Duration, String)>,
+    /// Reason of the `Healthy=False` condition that explains a current `Error`.
+    pub unhealthy_reason: Option<String>,
+    /// `--error-after` (zero: never move a server to Error).
+    pub threshold: Duration,
+}
+
+/// What the health check asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthStep {
+    /// Nothing to do about health.
+    Fine,
+    /// A problem younger than the threshold: look again after this long.
+    RecheckIn(Duration),
+    /// Move to `Error` with `Healthy=False`, this reason and message.
+    EnterError(&'static str, String),
+    /// The cause of a discovery-written `Error` is gone: back to `Initial` (rediscovery).
+    Recover,
+}
+
+/// Decides the health step: a server in Initial, Discovery or (unclaimed) Available whose BMC
+/// stayed unreachable, or whose inventory stayed unreadable, for the threshold goes to
+/// `Error`; an `Error` caused by an unreachable BMC ends when the BMC is Ready again (an
+/// unreadable inventory waits for the operator's `retry`: the BMC answers, so only a change
+/// on the server side can fix it).
+pub fn health_step(v: &HealthView) -> HealthStep {
+    match v.state {
+        Some(ServerState::Error) => {
+            if v.unhealthy_reason.as_deref() == Some(api::constants::reasons::BMC_UNREACHABLE)
+                && v.bmc_not_ready.is_none()
+            {
+                HealthStep::Recover
+            } else {
+                HealthStep::Fine
+            }
+        }
+        Some(ServerState::Initial | ServerState::Discovery) => problem(v),
+        Some(ServerState::Available) if !v.claimed => problem(v),
+        _ => HealthStep::Fine,
+    }
+}
+
+fn problem(v: &HealthView) -> HealthStep {
+    if v.threshold.is_zero() {
+        return HealthStep::Fine;
+    }
+    let (reason, (age, why), what) = if let Some(p) = &v.bmc_not_ready {
+        (
+            api::constants::reasons::BMC_UNREACHABLE,
+            p,
+            "the BMC has not been Ready",
+        )
+    } else if let Some(p) = &v.inventory_unreadable {
+        (
+            api::constants::reasons::INVENTORY_UNREADABLE,
+            p,
+            "the inventory has been unreadable",
+        )
+    } else {
+        return HealthStep::Fine;
+    };
+    if *age >= v.threshold {
+        HealthStep::EnterError(
+            reason,
+            format!(
+                "{what} for {} (threshold {}): {why}",
+                humantime(*age),
+                humantime(v.threshold)
+            ),
+        )
+    } else {
+        HealthStep::RecheckIn(v.threshold - *age)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,5 +404,130 @@ mod tests {
         assert_eq!(humantime(Duration::from_secs(7200)), "2h");
         assert_eq!(humantime(Duration::from_secs(90)), "90s");
         assert_eq!(humantime(Duration::from_millis(300)), "300ms");
+    }
+
+    fn health() -> HealthView {
+        HealthView {
+            state: Some(ServerState::Available),
+            claimed: false,
+            bmc_not_ready: None,
+            inventory_unreadable: None,
+            unhealthy_reason: None,
+            threshold: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn a_bmc_gone_longer_than_the_threshold_means_error() {
+        let gone = |secs| {
+            Some((
+                Duration::from_secs(secs),
+                "ConnectionFailed: refused".into(),
+            ))
+        };
+        assert_eq!(health_step(&health()), HealthStep::Fine);
+        assert_eq!(
+            health_step(&HealthView {
+                bmc_not_ready: gone(60),
+                ..health()
+            }),
+            HealthStep::RecheckIn(Duration::from_secs(540))
+        );
+        for state in [
+            ServerState::Initial,
+            ServerState::Discovery,
+            ServerState::Available,
+        ] {
+            match health_step(&HealthView {
+                state: Some(state),
+                bmc_not_ready: gone(600),
+                ..health()
+            }) {
+                HealthStep::EnterError(r, m) => {
+                    assert_eq!(r, "BMCUnreachable");
+                    assert!(
+                        m.contains("for 10m") && m.contains("ConnectionFailed"),
+                        "{m}"
+                    );
+                }
+                other => panic!("{state}: {other:?}"),
+            }
+        }
+        // Claimed (binding in progress), or another controller's state: never.
+        assert_eq!(
+            health_step(&HealthView {
+                claimed: true,
+                bmc_not_ready: gone(9999),
+                ..health()
+            }),
+            HealthStep::Fine
+        );
+        for state in [
+            ServerState::Reserved,
+            ServerState::Maintenance,
+            ServerState::Parked,
+        ] {
+            assert_eq!(
+                health_step(&HealthView {
+                    state: Some(state),
+                    bmc_not_ready: gone(9999),
+                    ..health()
+                }),
+                HealthStep::Fine
+            );
+        }
+        // Disabled.
+        assert_eq!(
+            health_step(&HealthView {
+                threshold: Duration::ZERO,
+                bmc_not_ready: gone(9999),
+                ..health()
+            }),
+            HealthStep::Fine
+        );
+    }
+
+    #[test]
+    fn unreadable_inventory_means_error_and_waits_for_retry() {
+        let v = HealthView {
+            state: Some(ServerState::Initial),
+            inventory_unreadable: Some((Duration::from_secs(700), "bad JSON".into())),
+            ..health()
+        };
+        assert!(matches!(
+            health_step(&v),
+            HealthStep::EnterError("InventoryUnreadable", _)
+        ));
+        let err = HealthView {
+            state: Some(ServerState::Error),
+            unhealthy_reason: Some("InventoryUnreadable".into()),
+            ..health()
+        };
+        assert_eq!(health_step(&err), HealthStep::Fine);
+    }
+
+    #[test]
+    fn an_unreachable_bmc_error_ends_when_the_bmc_is_ready() {
+        let err = HealthView {
+            state: Some(ServerState::Error),
+            unhealthy_reason: Some("BMCUnreachable".into()),
+            ..health()
+        };
+        assert_eq!(health_step(&err), HealthStep::Recover);
+        assert_eq!(
+            health_step(&HealthView {
+                bmc_not_ready: Some((Duration::from_secs(1), "x".into())),
+                ..err.clone()
+            }),
+            HealthStep::Fine
+        );
+        // An Error someone else wrote (no Healthy reason of ours) is left alone.
+        assert_eq!(
+            health_step(&HealthView {
+                unhealthy_reason: None,
+                ..err
+            }),
+            HealthStep::Fine
+        );
     }
 }

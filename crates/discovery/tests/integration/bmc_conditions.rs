@@ -277,3 +277,66 @@ async fn ignore_operation_stops_reconciling() {
     .await;
     sim.shutdown().await;
 }
+
+/// A BMC gone longer than `--error-after` puts its Available server in Error, explained by
+/// `Healthy=False/BMCUnreachable`; when the BMC is Ready again the server is rediscovered and
+/// Available (Healthy=True). Before the threshold nothing happens.
+#[tokio::test]
+async fn a_server_whose_bmc_stays_gone_enters_error_and_recovers() {
+    use api::server::ServerState;
+    let sim = sim(rack(
+        "127.65.0.1",
+        vec![group(1, TemplateSource::default())],
+    ))
+    .await;
+    let h = Harness::start("error", |c| {
+        c.bmc_refresh_interval = Duration::from_secs(1);
+        c.error_after = Duration::from_secs(4);
+    })
+    .await;
+    let bmc = h.add_bmc(&sim.bmcs()[0], &[]).await;
+    let server = format!("{bmc}-system-0");
+    h.wait_state(&server, ServerState::Available, Duration::from_secs(60))
+        .await;
+    sim.outage(
+        0,
+        Outage {
+            mode: OutageMode::Refuse,
+            start_after_ms: 0,
+            duration_ms: 12_000,
+        },
+    )
+    .unwrap();
+    h.wait_ready(&bmc, "False", "ConnectionFailed", Duration::from_secs(20))
+        .await;
+    // Younger than the threshold: still Available.
+    let s = h.server(&server).await.unwrap();
+    assert_eq!(s.status.unwrap().state, Some(ServerState::Available));
+    let s = h
+        .wait_state(&server, ServerState::Error, Duration::from_secs(20))
+        .await;
+    let healthy = conditions::get(&s.status.unwrap().conditions, "Healthy")
+        .cloned()
+        .expect("Healthy explains the Error");
+    assert_eq!(
+        (healthy.status.as_str(), healthy.reason.as_str()),
+        ("False", "BMCUnreachable")
+    );
+    assert!(
+        healthy.message.contains("ConnectionFailed"),
+        "{}",
+        healthy.message
+    );
+
+    let s = h
+        .wait_state(&server, ServerState::Available, Duration::from_secs(60))
+        .await;
+    let healthy = conditions::get(&s.status.unwrap().conditions, "Healthy")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (healthy.status.as_str(), healthy.reason.as_str()),
+        ("True", "Healthy")
+    );
+    sim.shutdown().await;
+}
