@@ -52,6 +52,10 @@ pub struct Knobs {
     pub media_fetch_timeout_ms: u64,
     /// Fetch the first bytes of a SimpleUpdate `ImageURI` and fail the task if that fails.
     pub verify_update_image: bool,
+    /// The BMC lost its host: every request under `/redfish/v1/Systems` and
+    /// `/redfish/v1/Chassis` answers `500` while the Manager still answers, until the BMC
+    /// restarts (a Manager.Reset clears it). What an automatic BMC reset is for.
+    pub wedged: bool,
 }
 
 impl Default for Knobs {
@@ -73,6 +77,7 @@ impl Default for Knobs {
             session_limit: 16,
             media_fetch_timeout_ms: 10_000,
             verify_update_image: false,
+            wedged: false,
         }
     }
 }

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use crate::context::{Ctx, ignored, jitter, now, operation};
 use crate::error::{Error, Result};
 use crate::guard;
+use crate::logic::autoreset;
 use crate::logic::ignition::server_name;
 use crate::logic::reasons::ready_reason;
 
@@ -369,7 +370,10 @@ async fn ensure_servers(ctx: &Ctx, bmc: &BMC, systems: &[SystemSummary]) -> Resu
 }
 
 fn reset_requested(c: Option<&Condition>) -> bool {
-    c.is_some_and(|c| c.status == "True" && c.reason == reasons::USER_REQUESTED)
+    c.is_some_and(|c| {
+        c.status == "True"
+            && (c.reason == reasons::USER_REQUESTED || c.reason == reasons::AUTO_RESETTING)
+    })
 }
 
 /// Reconciles one BMC.
@@ -477,6 +481,10 @@ pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Ctx>) -> Result<Action> {
         }
     }
 
+    if let Some(action) = auto_reset(&ctx, &bmc, &client, &current).await? {
+        return Ok(action);
+    }
+
     let m = match manager(&ctx, &client, &bmc).await {
         Ok(m) => m,
         Err(e) => return fail(&ctx, &bmc, &current, e, resetting).await,
@@ -496,6 +504,108 @@ pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Ctx>) -> Result<Action> {
     .await?;
     ctx.succeeded(&name);
     Ok(Action::requeue(jitter(ctx.cfg.bmc_refresh_interval, 0.1)))
+}
+
+/// Automatic recovery ([`autoreset`]): records the attempt on the BMC (annotation,
+/// `resourceVersion` precondition), then sends Manager.Reset and marks `Reset=True/AutoResetting`.
+/// `Some(action)` when it reset.
+async fn auto_reset(
+    ctx: &Ctx,
+    bmc: &BMC,
+    client: &redfish::Client,
+    current: &BMCStatus,
+) -> Result<Option<Action>> {
+    let not_ready = conditions::get(&current.conditions, condition_types::READY)
+        .filter(|c| c.status == "False")
+        .map(|c| (c.reason.as_str(), c.last_transition_time.0));
+    let history = autoreset::parse_history(
+        bmc.annotations()
+            .get(autoreset::HISTORY_ANNOTATION)
+            .map(String::as_str),
+    );
+    let at = k8s_openapi::jiff::Timestamp::now();
+    match autoreset::decide(ctx.cfg.bmc_auto_reset.as_ref(), not_ready, &history, at) {
+        autoreset::Step::Nothing => Ok(None),
+        autoreset::Step::RateLimited(next) => {
+            ctx.event(
+                bmc,
+                EventType::Warning,
+                "AutoResetRateLimited",
+                "ResetBMC",
+                format!("automatic reset limit reached; the next one may go at {next}"),
+            )
+            .await;
+            Ok(None)
+        }
+        autoreset::Step::Reset(history) => {
+            let name = bmc.name_any();
+            let api: Api<BMC> = Api::all(ctx.client.clone());
+            // The record: a stale read gets 409 and sends nothing.
+            let recorded: BMC = ctx
+                .merge_patch(
+                    &api,
+                    &name,
+                    &json!({"metadata": {
+                        "resourceVersion": bmc.resource_version(),
+                        "annotations": {
+                            autoreset::HISTORY_ANNOTATION: autoreset::format_history(&history),
+                        },
+                    }}),
+                )
+                .await?;
+            let sent = match manager(ctx, client, bmc).await {
+                Ok(m) => guard::reset_bmc(ctx, client, bmc, &m.odata_id.unwrap_or_default())
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.message),
+            };
+            let why = not_ready.map(|(r, _)| r).unwrap_or_default();
+            match sent {
+                Ok(()) => {
+                    let mut s = current.clone();
+                    s.state = Some(BMCState::Pending);
+                    conditions::set(
+                        &mut s.conditions,
+                        conditions::new(
+                            condition_types::RESET,
+                            ConditionStatus::True,
+                            reasons::AUTO_RESETTING,
+                            &format!(
+                                "automatic reset {} of at most {} per window: the BMC was not Ready ({why})",
+                                history.len(),
+                                ctx.cfg.bmc_auto_reset.map_or(0, |p| p.limit)
+                            ),
+                            recorded.metadata.generation,
+                            now(),
+                        ),
+                    );
+                    write_status(ctx, &recorded, &s).await?;
+                    ctx.event(
+                        bmc,
+                        EventType::Warning,
+                        reasons::AUTO_RESETTING,
+                        "ResetBMC",
+                        format!("Manager.Reset GracefulRestart sent automatically ({why})"),
+                    )
+                    .await;
+                    Ok(Some(Action::requeue(ctx.cfg.bmc_reset_wait)))
+                }
+                Err(e) => {
+                    ctx.event(
+                        bmc,
+                        EventType::Warning,
+                        "AutoResetFailed",
+                        "ResetBMC",
+                        format!(
+                            "automatic reset could not be sent (counted against the limit): {e}"
+                        ),
+                    )
+                    .await;
+                    Ok(None)
+                }
+            }
+        }
+    }
 }
 
 async fn fail(

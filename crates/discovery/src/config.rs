@@ -144,6 +144,19 @@ pub struct Args {
     /// After a BMC reset: how long to wait before declaring it complete once it answers again.
     #[arg(long, env = "METAL_BMC_RESET_WAIT", default_value = "5s", value_parser = parse_duration)]
     pub bmc_reset_wait: Duration,
+
+    /// Reset a BMC's Manager automatically once its Ready has been False (connection failed,
+    /// 5xx, unknown errors) this long. Unset: never (the default).
+    #[arg(long, env = "METAL_BMC_AUTO_RESET_AFTER", value_parser = parse_duration)]
+    pub bmc_auto_reset_after: Option<Duration>,
+
+    /// At most this many automatic resets per BMC within `--bmc-auto-reset-window`.
+    #[arg(long, env = "METAL_BMC_AUTO_RESET_LIMIT", default_value_t = 3)]
+    pub bmc_auto_reset_limit: u32,
+
+    /// The rate-limit window of automatic BMC resets.
+    #[arg(long, env = "METAL_BMC_AUTO_RESET_WINDOW", default_value = "24h", value_parser = parse_duration)]
+    pub bmc_auto_reset_window: Duration,
 }
 
 /// Resolved configuration shared by every part of the controller.
@@ -185,6 +198,8 @@ pub struct Config {
     pub reconcile_timeout: Duration,
     /// BMC reset settle time.
     pub bmc_reset_wait: Duration,
+    /// Automatic BMC resets (`None`: off).
+    pub bmc_auto_reset: Option<crate::logic::autoreset::Policy>,
     /// Reconciles in flight per controller.
     pub concurrency: u16,
     /// Identity of this replica (events).
@@ -223,6 +238,13 @@ impl Args {
             endpoint_insecure: self.endpoint_insecure,
             reconcile_timeout: self.reconcile_timeout,
             bmc_reset_wait: self.bmc_reset_wait,
+            bmc_auto_reset: self.bmc_auto_reset_after.map(|after| {
+                crate::logic::autoreset::Policy {
+                    after,
+                    limit: self.bmc_auto_reset_limit,
+                    window: self.bmc_auto_reset_window,
+                }
+            }),
             concurrency: self.common.concurrency,
             identity: self.common.identity(),
         }

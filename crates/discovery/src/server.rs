@@ -103,11 +103,13 @@ async fn write(ctx: &Ctx, server: &Server, new: &ServerStatus, why: &str) -> Res
         } else {
             EventType::Normal
         };
+        // The recorder folds events with the same reason and action into one series (keeping
+        // the first note): one action per target state keeps every kind of move visible.
         ctx.event(
             server,
             t,
             "StateChanged",
-            "Discover",
+            &format!("MoveTo{to}"),
             format!("{from} -> {to}: {why}"),
         )
         .await;

@@ -69,6 +69,19 @@ pub(crate) async fn handle(
         metrics.request(&method, resp.status());
         return Ok(resp);
     }
+    if knobs.wedged
+        && (path.starts_with("/redfish/v1/Systems") || path.starts_with("/redfish/v1/Chassis"))
+    {
+        metrics.fault("wedged");
+        let resp = error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "The request failed due to an internal service error.  The service is still operational.",
+            &[],
+        );
+        metrics.request(&method, resp.status());
+        return Ok(resp);
+    }
     let (delay, fault) = {
         let mut rng = rand::rng();
         (knobs.latency(&mut rng), knobs.roll(&mut rng))

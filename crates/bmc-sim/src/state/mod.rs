@@ -207,6 +207,8 @@ impl BmcMachine {
 
     /// Starts a BMC restart at `at`: unreachable for `downtime`, sessions lost.
     pub(crate) fn begin_restart(&mut self, at: Instant, downtime: Duration) {
+        // A restart un-wedges the Redfish service.
+        self.knobs.wedged = false;
         let until = at + downtime;
         self.down = Some(match self.down {
             Some(d) if d.until > at => Down {

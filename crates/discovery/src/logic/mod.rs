@@ -2,6 +2,7 @@
 //! reason, Redfish inventory → Server status, probe report → network interfaces, MAC-prefix
 //! matching, the Server state decisions, names and the discovery ignition, passwords.
 
+pub mod autoreset;
 pub mod ignition;
 pub mod inventory;
 pub mod macdb;

@@ -327,6 +327,18 @@ async fn a_server_whose_bmc_stays_gone_enters_error_and_recovers() {
         "{}",
         healthy.message
     );
+    eventually(
+        "the move to Error is an event",
+        Duration::from_secs(10),
+        async || {
+            events_for(&h, &server)
+                .await
+                .iter()
+                .any(|e| e.note.as_deref().is_some_and(|n| n.contains("-> Error")))
+                .then_some(())
+        },
+    )
+    .await;
 
     let s = h
         .wait_state(&server, ServerState::Available, Duration::from_secs(60))
@@ -338,5 +350,90 @@ async fn a_server_whose_bmc_stays_gone_enters_error_and_recovers() {
         (healthy.status.as_str(), healthy.reason.as_str()),
         ("True", "Healthy")
     );
+    sim.shutdown().await;
+}
+
+/// Automatic recovery: a BMC whose Redfish service is wedged (Systems answer 500) for
+/// `--bmc-auto-reset-after` gets one Manager.Reset (recorded first), comes back Ready; wedged
+/// again within the window, the limit (1) holds: no second reset, a rate-limit event.
+#[tokio::test]
+async fn a_wedged_bmc_is_reset_automatically_within_its_rate_limit() {
+    let sim = sim(rack(
+        "127.66.0.1",
+        vec![group(1, TemplateSource::default())],
+    ))
+    .await;
+    let h = Harness::start("autoreset", |c| {
+        c.bmc_refresh_interval = Duration::from_secs(1);
+        c.bmc_reset_wait = Duration::from_secs(1);
+        c.bmc_auto_reset = Some(metal_discovery::logic::autoreset::Policy {
+            after: Duration::from_secs(2),
+            limit: 1,
+            window: Duration::from_secs(3600),
+        });
+    })
+    .await;
+    let bmc = h.add_bmc(&sim.bmcs()[0], &[]).await;
+    h.wait_ready(&bmc, "True", "Connected", Duration::from_secs(30))
+        .await;
+    let reset_path = "/redfish/v1/Managers/BMC/Actions/Manager.Reset";
+    let resets = || sim.request_counts(0).unwrap().get("POST", reset_path);
+    let wedge = || {
+        let mut k = sim.knobs(0).unwrap();
+        k.wedged = true;
+        k.bmc_reset_downtime_ms = 500;
+        sim.set_knobs(0, k).unwrap();
+    };
+    wedge();
+    h.wait_ready(
+        &bmc,
+        "False",
+        "InternalServerError",
+        Duration::from_secs(20),
+    )
+    .await;
+    eventually("one automatic reset", Duration::from_secs(30), async || {
+        (resets() == 1).then_some(())
+    })
+    .await;
+    let b = h
+        .wait_ready(&bmc, "True", "Connected", Duration::from_secs(30))
+        .await;
+    assert!(!sim.knobs(0).unwrap().wedged, "the reset un-wedged it");
+    let history = b
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .get("metal.ironcore.dev/auto-reset-history")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        history.split(',').count(),
+        1,
+        "the attempt is recorded: {history}"
+    );
+
+    wedge();
+    h.wait_ready(
+        &bmc,
+        "False",
+        "InternalServerError",
+        Duration::from_secs(20),
+    )
+    .await;
+    eventually(
+        "the rate limit is reported",
+        Duration::from_secs(30),
+        async || {
+            events_for(&h, &bmc)
+                .await
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("AutoResetRateLimited"))
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(resets(), 1, "never more than the limit");
     sim.shutdown().await;
 }
