@@ -649,7 +649,9 @@ async fn killed_at_random_points_the_bios_flow_reboots_once() {
             .then_some(())
     })
     .await;
-    assert!(kills >= 2, "the flow was interrupted ({kills} kills)");
+    // How many kills land before the flow completes depends on the machine's speed; at least
+    // one must have interrupted it.
+    assert!(kills >= 1, "the flow was interrupted ({kills} kills)");
 }
 
 /// Two instances without a Lease (a split brain, or one reading a stale cache) react to the
