@@ -73,12 +73,7 @@ pub(crate) async fn handle(
         && (path.starts_with("/redfish/v1/Systems") || path.starts_with("/redfish/v1/Chassis"))
     {
         metrics.fault("wedged");
-        let resp = error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            "The request failed due to an internal service error.  The service is still operational.",
-            &[],
-        );
+        let resp = internal_error(StatusCode::INTERNAL_SERVER_ERROR);
         metrics.request(&method, resp.status());
         return Ok(resp);
     }
@@ -115,12 +110,7 @@ pub(crate) async fn handle(
             let resp = if code == StatusCode::SERVICE_UNAVAILABLE {
                 service_unavailable(Duration::from_secs(1))
             } else {
-                error(
-                    code,
-                    "InternalError",
-                    "The request failed due to an internal service error.  The service is still operational.",
-                    &[],
-                )
+                internal_error(code)
             };
             metrics.request(&method, resp.status());
             return Ok(resp);
@@ -147,6 +137,16 @@ pub(crate) async fn handle(
     }
     metrics.request(&method, resp.status());
     Ok(resp)
+}
+
+/// The error body a BMC sends when its Redfish service fails internally.
+fn internal_error(code: StatusCode) -> Resp {
+    error(
+        code,
+        "InternalError",
+        "The request failed due to an internal service error.  The service is still operational.",
+        &[],
+    )
 }
 
 fn service_unavailable(left: Duration) -> Resp {
