@@ -1,8 +1,8 @@
 //! `cargo xtask up`: the whole system on this machine. A real control plane with the CRDs, a
 //! simulated rack (mixed templates, network-boot firmware), an image registry, and the three
 //! controllers as processes acting as their kustomize ServiceAccounts. It then walks one claim
-//! through the loop (bind → network boot → release → powered off → Available), a BIOS change
-//! and a park/unpark, and leaves
+//! through the loop (bind → network boot → release → powered off → Available), a BIOS change,
+//! a BMC firmware update and a park/unpark, and leaves
 //! everything running for kubectl until Ctrl-C.
 
 use anyhow::Context as _;
@@ -220,6 +220,63 @@ pub async fn run() -> anyhow::Result<()> {
         e2e::state(&s)
     );
 
+    let bmc_name = s
+        .spec
+        .bmc_ref
+        .as_ref()
+        .map(|r| r.name.clone())
+        .context("the server has a BMC")?;
+    let before = rack
+        .sim
+        .system_state(bmc, &sys)?
+        .bmc_version
+        .unwrap_or_default();
+    println!(
+        "\n== day 2: BMCVersion 9.10.0 for BMC {bmc_name} (runs {before}; SimpleUpdate, the BMC's own restart waited out)"
+    );
+    let fw_started = Instant::now();
+    let versions: Api<api::bmcversion::BMCVersion> = Api::all(site.client.clone());
+    let fw: api::bmcversion::BMCVersion = serde_json::from_value(json!({
+        "apiVersion": api::API_VERSION, "kind": "BMCVersion",
+        "metadata": { "name": format!("{bmc_name}-firmware") },
+        "spec": {
+            "version": "9.10.0", "bmcRef": { "name": bmc_name },
+            "serverMaintenancePolicy": "Enforced",
+            "image": { "URI": "http://127.0.0.1:9/bmc-9.10.0.bin" },
+        },
+    }))?;
+    versions.create(&Default::default(), &fw).await?;
+    let mut saw_dark = false;
+    e2e::eventually("the BMC firmware update", e2e::LONG, async || {
+        let v = versions.get(&format!("{bmc_name}-firmware")).await.ok()?;
+        let st = v.status?;
+        if api::conditions::get(&st.conditions, "BMCReachable").is_some_and(|c| c.status == "False")
+        {
+            saw_dark = true;
+        }
+        (st.state? == api::biosversion::VersionState::Completed).then_some(())
+    })
+    .await;
+    let s = e2e::eventually("the hand-back", e2e::LONG, async || {
+        let s = e2e::server_by_name(&site, &name).await;
+        s.spec.server_maintenance_ref.is_none().then_some(s)
+    })
+    .await;
+    println!(
+        "  installed in {:.1?}; the Manager reports {}{}; {name} is {} again",
+        fw_started.elapsed(),
+        rack.sim
+            .system_state(bmc, &sys)?
+            .bmc_version
+            .unwrap_or_default(),
+        if saw_dark {
+            " (the BMC was unreachable while it restarted)"
+        } else {
+            ""
+        },
+        e2e::state(&s)
+    );
+
     println!("\n== park / unpark {name} (annotation metal.ironcore.dev/operation)");
     let servers: Api<api::server::Server> = Api::all(site.client.clone());
     let annotate = async |value: &str| {
@@ -252,7 +309,7 @@ pub async fn run() -> anyhow::Result<()> {
     println!("  {name}: {} again", e2e::state(&s));
 
     println!(
-        "\nThe rack keeps running ({:.0?} so far). Use it:\n\n  export KUBECONFIG={}\n  {} get servers,bmcs -o wide\n  {} -n {} get serverclaims,servermaintenances\n  {} get biossettings\n\nPress Ctrl-C to stop.",
+        "\nThe rack keeps running ({:.0?} so far). Use it:\n\n  export KUBECONFIG={}\n  {} get servers,bmcs -o wide\n  {} -n {} get serverclaims,servermaintenances\n  {} get biossettings,bmcversions\n\nPress Ctrl-C to stop.",
         started.elapsed(),
         cp.kubeconfig().display(),
         kubectl(),

@@ -1,7 +1,8 @@
 //! `BIOSVersion`: a BIOS firmware version to install on one server.
 
 use crate::common::{
-    ImageSpec, ObjectReference, RetryPolicy, ServerMaintenancePolicy, Task, UpdatePolicy,
+    ImageSpec, ObjectReference, RetryPolicy, ServerMaintenancePolicy, SteppingStone, Task,
+    UpdatePolicy,
 };
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -22,6 +23,10 @@ pub struct BIOSVersionTemplate {
     pub update_policy: Option<UpdatePolicy>,
     /// Firmware image to install.
     pub image: ImageSpec,
+    /// Versions installed first, in this order, each verified before the next; stones the
+    /// server has already passed (it runs one of them, or a later one was verified) are skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stepping_stones: Vec<SteppingStone>,
     /// Whether the server owner must approve the maintenance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_maintenance_policy: Option<ServerMaintenancePolicy>,
@@ -124,6 +129,12 @@ pub struct BIOSVersionStatus {
     /// Automatic retries used so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_attempts: Option<i32>,
+    /// The version being installed now (a stepping stone or `spec.version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<String>,
+    /// How many of `spec.steppingStones` have been verified running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stepping_stones_passed: Option<i32>,
     /// Generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

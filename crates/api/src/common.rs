@@ -225,6 +225,70 @@ pub struct ImageSpec {
     pub uri: String,
 }
 
+/// An intermediate firmware version installed (and verified) on the way to the target, for
+/// vendors whose upgrade paths must pass through certain releases.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SteppingStone {
+    /// The version this image installs, as the BMC reports it once it runs.
+    #[x_kube(validation = Rule::new("self != ''").message(
+        "steppingStones[].version must not be empty: give the version the image installs"
+    ))]
+    pub version: String,
+    /// Firmware image of this version.
+    pub image: ImageSpec,
+}
+
+/// How fast a set rolls out: how many of its targets may be in maintenance at once, and when it
+/// stops starting new ones.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// At most this many targets worked on at once: a count (`5`) or a percentage of the
+    /// selected targets (`"10%"`, rounded down, at least 1). Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int_or_string")]
+    #[x_kube(validation = Rule::new(
+        "string(self).matches('^[1-9][0-9]*$|^[1-9][0-9]?%$|^100%$')"
+    ).message(
+        "maxInMaintenance must be a positive count (5) or a percentage from 1% to 100% (\"10%\")"
+    ))]
+    pub max_in_maintenance: Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
+    /// Stop starting new targets once this many children have failed (retrying or deleting
+    /// failed children, or raising the number, resumes). Unset: never pause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0").message(
+        "pauseAfterFailures must be at least 1"
+    ))]
+    pub pause_after_failures: Option<i32>,
+}
+
+/// Schema of an int-or-string field without the Quantity pattern k8s-openapi attaches (which
+/// would reject percentages).
+fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "anyOf": [{ "type": "integer" }, { "type": "string" }],
+    })
+}
+
+impl Rollout {
+    /// The limit for `selected` targets (`None`: unlimited).
+    pub fn limit(&self, selected: usize) -> Option<usize> {
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        match self.max_in_maintenance.as_ref()? {
+            IntOrString::Int(n) => Some((*n).max(1) as usize),
+            IntOrString::String(s) => match s.strip_suffix('%') {
+                Some(pct) => {
+                    let pct: usize = pct.parse().ok()?;
+                    Some((selected * pct.min(100) / 100).max(1))
+                }
+                None => Some(s.parse::<usize>().ok()?.max(1)),
+            },
+        }
+    }
+}
+
 open_enum! {
     /// State of a Redfish task, copied from the BMC.
     pub enum TaskState {
@@ -295,6 +359,27 @@ pub struct Task {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rollout_limit_is_a_count_or_a_percentage_of_the_selected() {
+        let r = |v: serde_json::Value| -> Rollout {
+            serde_json::from_value(serde_json::json!({ "maxInMaintenance": v })).unwrap()
+        };
+        assert_eq!(r(serde_json::json!(5)).limit(100), Some(5));
+        assert_eq!(
+            r(serde_json::json!("5")).limit(100),
+            Some(5),
+            "a count as a string"
+        );
+        assert_eq!(r(serde_json::json!("10%")).limit(1000), Some(100));
+        assert_eq!(
+            r(serde_json::json!("10%")).limit(5),
+            Some(1),
+            "at least one"
+        );
+        assert_eq!(r(serde_json::json!("100%")).limit(7), Some(7));
+        assert_eq!(Rollout::default().limit(7), None);
+    }
 
     fn taint(key: &str, value: Option<&str>, effect: Option<TaintEffect>) -> Taint {
         Taint {

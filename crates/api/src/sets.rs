@@ -5,6 +5,7 @@ use crate::biossettings::BIOSSettingsTemplate;
 use crate::biosversion::BIOSVersionTemplate;
 use crate::bmcsettings::BMCSettingsTemplate;
 use crate::bmcversion::BMCVersionTemplate;
+use crate::common::Rollout;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -62,6 +63,12 @@ pub(crate) const NON_EMPTY_SELECTOR_RULE: &str = "(has(self.matchLabels) && size
         json_path = ".status.failedBIOSSettings"
     ),
     printcolumn(
+        name = "InMaintenance",
+        type_ = "integer",
+        json_path = ".status.inMaintenance"
+    ),
+    printcolumn(name = "Paused", type_ = "boolean", json_path = ".status.paused"),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -81,6 +88,9 @@ pub struct BIOSSettingsSetSpec {
         "serverSelector must have matchLabels or matchExpressions; an empty selector would select every server"
     ))]
     pub server_selector: LabelSelector,
+    /// How many targets are worked on at once, and when the roll-out pauses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
 }
 
 /// Observed state of a BIOSSettingsSet.
@@ -128,6 +138,16 @@ pub struct BIOSSettingsSetStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub failed: Option<i32>,
+    /// Children being worked on now (what `rollout.maxInMaintenance` limits).
+    #[serde(
+        rename = "inMaintenance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub in_maintenance: Option<i32>,
+    /// Whether the roll-out stopped starting children (`rollout.pauseAfterFailures` reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
 }
 
 /// Desired state of a BIOSVersionSet.
@@ -179,6 +199,12 @@ pub struct BIOSSettingsSetStatus {
         json_path = ".status.failedBIOSVersion"
     ),
     printcolumn(
+        name = "InMaintenance",
+        type_ = "integer",
+        json_path = ".status.inMaintenance"
+    ),
+    printcolumn(name = "Paused", type_ = "boolean", json_path = ".status.paused"),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -198,6 +224,9 @@ pub struct BIOSVersionSetSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub bios_version_template: Option<BIOSVersionTemplate>,
+    /// How many targets are worked on at once, and when the roll-out pauses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
 }
 
 /// Observed state of a BIOSVersionSet.
@@ -245,6 +274,16 @@ pub struct BIOSVersionSetStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub failed: Option<i32>,
+    /// Children being worked on now (what `rollout.maxInMaintenance` limits).
+    #[serde(
+        rename = "inMaintenance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub in_maintenance: Option<i32>,
+    /// Whether the roll-out stopped starting children (`rollout.pauseAfterFailures` reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
 }
 
 /// Desired state of a BMCSettingsSet.
@@ -295,6 +334,12 @@ pub struct BIOSVersionSetStatus {
         json_path = ".status.failedBMCSettings"
     ),
     printcolumn(
+        name = "InMaintenance",
+        type_ = "integer",
+        json_path = ".status.inMaintenance"
+    ),
+    printcolumn(name = "Paused", type_ = "boolean", json_path = ".status.paused"),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -311,6 +356,9 @@ pub struct BMCSettingsSetSpec {
         "bmcSelector must have matchLabels or matchExpressions; an empty selector would select every BMC"
     ))]
     pub bmc_selector: LabelSelector,
+    /// How many targets are worked on at once, and when the roll-out pauses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
 }
 
 /// Observed state of a BMCSettingsSet.
@@ -358,6 +406,16 @@ pub struct BMCSettingsSetStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub failed: Option<i32>,
+    /// Children being worked on now (what `rollout.maxInMaintenance` limits).
+    #[serde(
+        rename = "inMaintenance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub in_maintenance: Option<i32>,
+    /// Whether the roll-out stopped starting children (`rollout.pauseAfterFailures` reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
 }
 
 /// Desired state of a BMCVersionSet.
@@ -409,6 +467,12 @@ pub struct BMCSettingsSetStatus {
         json_path = ".status.failedBMCVersion"
     ),
     printcolumn(
+        name = "InMaintenance",
+        type_ = "integer",
+        json_path = ".status.inMaintenance"
+    ),
+    printcolumn(name = "Paused", type_ = "boolean", json_path = ".status.paused"),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -429,6 +493,9 @@ pub struct BMCVersionSetSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub bmc_version_template: Option<BMCVersionTemplate>,
+    /// How many targets are worked on at once, and when the roll-out pauses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
 }
 
 /// Observed state of a BMCVersionSet.
@@ -476,4 +543,14 @@ pub struct BMCVersionSetStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub failed: Option<i32>,
+    /// Children being worked on now (what `rollout.maxInMaintenance` limits).
+    #[serde(
+        rename = "inMaintenance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub in_maintenance: Option<i32>,
+    /// Whether the roll-out stopped starting children (`rollout.pauseAfterFailures` reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
 }

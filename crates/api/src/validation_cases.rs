@@ -1123,6 +1123,264 @@ pub fn cases() -> Vec<CelCase> {
         "image URI must not be empty",
     );
 
+    // Roll-out limits of the sets: a positive count or a percentage; a positive threshold.
+    b.cel(
+        "cel-bmcvs-rollout-percent",
+        "BMCVersionSet",
+        ".spec.rollout.maxInMaintenance",
+        with(
+            bmc_version_set(),
+            "/spec/rollout",
+            json!({ "maxInMaintenance": "10%", "pauseAfterFailures": 2 }),
+        ),
+        with(
+            bmc_version_set(),
+            "/spec/rollout",
+            json!({ "maxInMaintenance": "ten" }),
+        ),
+        "maxInMaintenance must be a positive count",
+    );
+    b.cel(
+        "cel-biosvs-rollout-count",
+        "BIOSVersionSet",
+        ".spec.rollout.maxInMaintenance",
+        with(
+            bios_version_set(),
+            "/spec/rollout",
+            json!({ "maxInMaintenance": 5 }),
+        ),
+        with(
+            bios_version_set(),
+            "/spec/rollout",
+            json!({ "maxInMaintenance": 0 }),
+        ),
+        "maxInMaintenance must be a positive count",
+    );
+    b.cel(
+        "cel-biosss-rollout-failures",
+        "BIOSSettingsSet",
+        ".spec.rollout.pauseAfterFailures",
+        with(
+            bios_settings_set(),
+            "/spec/rollout",
+            json!({ "pauseAfterFailures": 1 }),
+        ),
+        with(
+            bios_settings_set(),
+            "/spec/rollout",
+            json!({ "pauseAfterFailures": 0 }),
+        ),
+        "pauseAfterFailures must be at least 1",
+    );
+    b.cel(
+        "cel-biosss-rollout-count",
+        "BIOSSettingsSet",
+        ".spec.rollout.maxInMaintenance",
+        with(
+            bios_settings_set(),
+            "/spec/rollout",
+            json!({ "maxInMaintenance": "100%" }),
+        ),
+        with(
+            bios_settings_set(),
+            "/spec/rollout",
+            json!({ "maxInMaintenance": "101%" }),
+        ),
+        "maxInMaintenance must be a positive count",
+    );
+    b.cel(
+        "cel-biosvs-rollout-failures",
+        "BIOSVersionSet",
+        ".spec.rollout.pauseAfterFailures",
+        with(
+            bios_version_set(),
+            "/spec/rollout",
+            json!({ "pauseAfterFailures": 3 }),
+        ),
+        with(
+            bios_version_set(),
+            "/spec/rollout",
+            json!({ "pauseAfterFailures": -1 }),
+        ),
+        "pauseAfterFailures must be at least 1",
+    );
+    b.cel(
+        "cel-bmcvs-rollout-failures",
+        "BMCVersionSet",
+        ".spec.rollout.pauseAfterFailures",
+        with(
+            bmc_version_set(),
+            "/spec/rollout",
+            json!({ "pauseAfterFailures": 3 }),
+        ),
+        with(
+            bmc_version_set(),
+            "/spec/rollout",
+            json!({ "pauseAfterFailures": 0 }),
+        ),
+        "pauseAfterFailures must be at least 1",
+    );
+    b.cel(
+        "cel-bmcss-rollout-count",
+        "BMCSettingsSet",
+        ".spec.rollout.maxInMaintenance",
+        with(
+            bmc_settings_set(),
+            "/spec/rollout",
+            json!({ "maxInMaintenance": 2 }),
+        ),
+        with(
+            bmc_settings_set(),
+            "/spec/rollout",
+            json!({ "maxInMaintenance": "0%" }),
+        ),
+        "maxInMaintenance must be a positive count",
+    );
+    b.cel(
+        "cel-bmcss-rollout-failures",
+        "BMCSettingsSet",
+        ".spec.rollout.pauseAfterFailures",
+        with(
+            bmc_settings_set(),
+            "/spec/rollout",
+            json!({ "pauseAfterFailures": 1 }),
+        ),
+        with(
+            bmc_settings_set(),
+            "/spec/rollout",
+            json!({ "pauseAfterFailures": 0 }),
+        ),
+        "pauseAfterFailures must be at least 1",
+    );
+    b.cel(
+        "cel-biosv-stone-version",
+        "BIOSVersion",
+        ".spec.steppingStones[].version",
+        with(
+            bios_version(),
+            "/spec/steppingStones",
+            json!([{ "version": "2.0", "image": image() }]),
+        ),
+        with(
+            bios_version(),
+            "/spec/steppingStones",
+            json!([{ "version": "", "image": image() }]),
+        ),
+        "steppingStones[].version must not be empty",
+    );
+    b.cel(
+        "cel-biosv-stone-uri",
+        "BIOSVersion",
+        ".spec.steppingStones[].image.URI",
+        with(
+            bios_version(),
+            "/spec/steppingStones",
+            json!([{ "version": "1.0", "image": image() }]),
+        ),
+        with(
+            bios_version(),
+            "/spec/steppingStones",
+            json!([{ "version": "2.0", "image": { "URI": "" } }]),
+        ),
+        "image URI must not be empty",
+    );
+    b.cel(
+        "cel-bmcv-stone-uri",
+        "BMCVersion",
+        ".spec.steppingStones[].image.URI",
+        with(
+            bmc_version(),
+            "/spec/steppingStones",
+            json!([{ "version": "1.0", "image": image() }]),
+        ),
+        with(
+            bmc_version(),
+            "/spec/steppingStones",
+            json!([{ "version": "6.0", "image": { "URI": "" } }]),
+        ),
+        "image URI must not be empty",
+    );
+    b.cel(
+        "cel-biosvs-stone-version",
+        "BIOSVersionSet",
+        ".spec.biosVersionTemplate.steppingStones[].version",
+        with(
+            bios_version_set(),
+            "/spec/biosVersionTemplate/steppingStones",
+            json!([{ "version": "1.0", "image": image() }]),
+        ),
+        with(
+            bios_version_set(),
+            "/spec/biosVersionTemplate/steppingStones",
+            json!([{ "version": "", "image": image() }]),
+        ),
+        "steppingStones[].version must not be empty",
+    );
+    b.cel(
+        "cel-biosvs-stone-uri",
+        "BIOSVersionSet",
+        ".spec.biosVersionTemplate.steppingStones[].image.URI",
+        with(
+            bios_version_set(),
+            "/spec/biosVersionTemplate/steppingStones",
+            json!([{ "version": "1.0", "image": image() }]),
+        ),
+        with(
+            bios_version_set(),
+            "/spec/biosVersionTemplate/steppingStones",
+            json!([{ "version": "2.0", "image": { "URI": "" } }]),
+        ),
+        "image URI must not be empty",
+    );
+    b.cel(
+        "cel-bmcvs-stone-version",
+        "BMCVersionSet",
+        ".spec.bmcVersionTemplate.steppingStones[].version",
+        with(
+            bmc_version_set(),
+            "/spec/bmcVersionTemplate/steppingStones",
+            json!([{ "version": "1.0", "image": image() }]),
+        ),
+        with(
+            bmc_version_set(),
+            "/spec/bmcVersionTemplate/steppingStones",
+            json!([{ "version": "", "image": image() }]),
+        ),
+        "steppingStones[].version must not be empty",
+    );
+    b.cel(
+        "cel-bmcvs-stone-uri",
+        "BMCVersionSet",
+        ".spec.bmcVersionTemplate.steppingStones[].image.URI",
+        with(
+            bmc_version_set(),
+            "/spec/bmcVersionTemplate/steppingStones",
+            json!([{ "version": "1.0", "image": image() }]),
+        ),
+        with(
+            bmc_version_set(),
+            "/spec/bmcVersionTemplate/steppingStones",
+            json!([{ "version": "6.0", "image": { "URI": "" } }]),
+        ),
+        "image URI must not be empty",
+    );
+    b.cel(
+        "cel-bmcv-stone-version",
+        "BMCVersion",
+        ".spec.steppingStones[].version",
+        with(
+            bmc_version(),
+            "/spec/steppingStones",
+            json!([{ "version": "6.0", "image": image() }]),
+        ),
+        with(
+            bmc_version(),
+            "/spec/steppingStones",
+            json!([{ "version": "", "image": image() }]),
+        ),
+        "steppingStones[].version must not be empty",
+    );
+
     // Every kind naming a firmware version: the version must not be empty.
     b.cel(
         "cel-bios-version-empty",

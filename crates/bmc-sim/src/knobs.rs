@@ -56,6 +56,9 @@ pub struct Knobs {
     /// `/redfish/v1/Chassis` answers `500` while the Manager still answers, until the BMC
     /// restarts (a Manager.Reset clears it). What an automatic BMC reset is for.
     pub wedged: bool,
+    /// A BMC firmware update stages its image and the BMC keeps running the old version until a
+    /// Manager.Reset (some vendors' BMCs do not restart on their own after an update).
+    pub bmc_activation_needs_reset: bool,
 }
 
 impl Default for Knobs {
@@ -78,6 +81,7 @@ impl Default for Knobs {
             media_fetch_timeout_ms: 10_000,
             verify_update_image: false,
             wedged: false,
+            bmc_activation_needs_reset: false,
         }
     }
 }

@@ -15,121 +15,48 @@
 //! one reboot, verification, the maintenance released and the server handed back Available.
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use api::biossettings::{BIOSSettings, BIOSSettingsState};
 use api::server::Server;
-use futures::StreamExt;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use metal_bmc_sim::{GroupSpec, Knobs, RackSpec, Simulator};
+use kube::api::{Api, ListParams, PostParams};
+use metal_bmc_sim::Knobs;
 use serde_json::json;
 use testenv::bench::{arg, percentile, rss_kib};
 
 /// The BIOS version the simulator's default template reports (the settings are meant for it).
 const SIM_BIOS_VERSION: &str = "2.4.1";
 
+mod support;
+use support::{Bench, LABEL};
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let n = arg("--servers", 100);
     let concurrency = arg("--concurrency", 32);
-    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/release/metal-maintenance");
-    if !bin.exists() {
-        bail!(
-            "{} not found: cargo build --release -p metal-maintenance --bin metal-maintenance",
-            bin.display()
-        );
-    }
-    let (client, ns) = testenv::setup("rollout-bench").await;
-    let ns = ns.name;
-    let shard = testenv::unique_name("rollout");
-    let label = "bench.metal.ironcore.dev/shard";
-
-    let sim = Simulator::start(RackSpec {
-        base_address: "127.62.0.1".parse()?,
-        port: 0,
-        tls: true,
-        groups: vec![GroupSpec {
-            count: n,
-            password: Some("bench-password".into()),
-            knobs: Knobs {
-                power_delay_ms: 0,
-                session_limit: 64,
-                ..Knobs::default()
-            },
-            ..GroupSpec::default()
-        }],
-        ..RackSpec::default()
-    })
+    let bench = Bench::start(
+        "rollout",
+        "127.62.0.1",
+        n,
+        Knobs {
+            power_delay_ms: 0,
+            session_limit: 64,
+            ..Knobs::default()
+        },
+        concurrency,
+    )
     .await?;
-    let bmcs = sim.bmcs();
-    println!("simulator: {n} BMCs");
-
-    let setup = Instant::now();
+    let (client, shard, sim, log, rss_idle) = (
+        bench.client.clone(),
+        bench.shard.clone(),
+        &bench.sim,
+        bench.log.clone(),
+        bench.rss_idle,
+    );
+    let pid = bench.pid();
+    let label = LABEL;
     let pp = PostParams::default();
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let (client, shard, b, pp) = (client.clone(), shard.clone(), bmcs[i].clone(), pp.clone());
-            let name = format!("{shard}-{i}");
-            async move {
-                let sys = &b.systems[0];
-                let secret: api::bmcsecret::BMCSecret = serde_json::from_value(json!({
-                    "apiVersion": api::API_VERSION, "kind": "BMCSecret", "metadata": { "name": name },
-                    "stringData": { "username": b.username, "password": b.password, "ca.crt": b.ca_pem },
-                }))?;
-                Api::<api::bmcsecret::BMCSecret>::all(client.clone()).create(&pp, &secret).await?;
-                let bmc: api::bmc::BMC = serde_json::from_value(json!({
-                    "apiVersion": api::API_VERSION, "kind": "BMC", "metadata": { "name": name },
-                    "spec": { "access": { "ip": b.ip.to_string() }, "bmcSecretRef": { "name": name },
-                              "protocol": { "name": "Redfish", "port": b.port, "scheme": "https" } },
-                }))?;
-                Api::<api::bmc::BMC>::all(client.clone()).create(&pp, &bmc).await?;
-                let server: Server = serde_json::from_value(json!({
-                    "apiVersion": api::API_VERSION, "kind": "Server",
-                    "metadata": { "name": name, "labels": { label: shard } },
-                    "spec": { "systemUUID": sys.uuid.clone().unwrap_or_default().to_lowercase(),
-                              "systemURI": sys.path, "bmcRef": { "name": name } },
-                }))?;
-                let servers = Api::<Server>::all(client.clone());
-                servers.create(&pp, &server).await?;
-                servers
-                    .patch_status(&name, &PatchParams::apply("metal-discovery").force(), &Patch::Apply(json!({
-                        "apiVersion": api::API_VERSION, "kind": "Server", "metadata": { "name": name },
-                        "status": { "state": "Available", "powerState": "Off" },
-                    })))
-                    .await?;
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
-    println!("objects created in {:?}", setup.elapsed());
-
-    let log = std::env::temp_dir().join(format!("{shard}.log"));
-    let mut child = Command::new(&bin)
-        .args([
-            format!("--server-selector={label}={shard}"),
-            format!("--maintenance-namespace={ns}"),
-            format!("--concurrency={concurrency}"),
-            "--admin-addr=127.0.0.1:0".into(),
-            "--log-level=warn".into(),
-        ])
-        .env("KUBECONFIG", testenv::shared().kubeconfig())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .context("starting the controller")?;
-    let pid = child.id();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (rss_idle, _) = rss_kib(pid);
-    for i in 0..n {
-        sim.reset_request_counts(i)?;
-    }
 
     let sets: Api<api::sets::BIOSSettingsSet> = Api::all(client.clone());
     let set: api::sets::BIOSSettingsSet = serde_json::from_value(json!({
@@ -219,8 +146,6 @@ async fn main() -> Result<()> {
         rss_end as f64 / 1024.0,
         peak.max(hwm) as f64 / 1024.0
     );
-    let _ = child.kill();
-    let _ = child.wait();
-    sim.shutdown().await;
+    bench.stop().await;
     Ok(())
 }

@@ -57,6 +57,7 @@ impl MaintenanceArgs {
             None => None,
         };
         Ok(Config {
+            step_hook: None,
             identity: common.identity(),
             server_selector: self.server_selector.clone().filter(|s| !s.is_empty()),
             namespace: self.maintenance_namespace.clone(),

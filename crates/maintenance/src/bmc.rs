@@ -122,12 +122,17 @@ impl Bmcs {
             .map(|r| r.name.clone())
             .ok_or(BmcError::NoBmc)?;
         let system = server.spec.system_uri.clone().ok_or(BmcError::NoSystem)?;
+        Ok((self.for_bmc(&bmc_name).await?, system))
+    }
+
+    /// The Redfish client of BMC object `bmc_name` (its BMCSecret read now).
+    pub async fn for_bmc(&self, bmc_name: &str) -> Result<redfish::Client, BmcError> {
         let read = |e: kube::Error| BmcError::Config(e.to_string());
         let bmc = Api::<BMC>::all(self.client.clone())
-            .get_opt(&bmc_name)
+            .get_opt(bmc_name)
             .await
             .map_err(read)?
-            .ok_or_else(|| BmcError::BmcNotFound(bmc_name.clone()))?;
+            .ok_or_else(|| BmcError::BmcNotFound(bmc_name.to_string()))?;
         let secret_name = bmc.spec.bmc_secret_ref.name.clone();
         let secret = Api::<BMCSecret>::all(self.client.clone())
             .get_opt(&secret_name)
@@ -136,7 +141,6 @@ impl Bmcs {
             .ok_or_else(|| BmcError::SecretNotFound(secret_name.clone()))?;
         let target = resolve(&bmc, &secret, None, self.default_ca.as_deref())
             .map_err(|e| BmcError::Config(e.to_string()))?;
-        let client = self.clients.client(&bmc_name, target)?;
-        Ok((client, system))
+        Ok(self.clients.client(bmc_name, target)?)
     }
 }

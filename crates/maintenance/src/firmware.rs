@@ -10,9 +10,10 @@
 //! A failed task or a timeout counts one failed attempt (`retryPolicy.maxAttempts`, default 3).
 
 use crate::biosplan::{self, DEFAULT_MAX_ATTEMPTS};
+use crate::stones::{self, Target};
 use crate::{Caches, Ctx, Error, now, plan, window, writes};
 use api::biosversion::{BIOSVersion, BIOSVersionStatus, VersionState};
-use api::common::{Task, UpdatePolicy};
+use api::common::{ImageSpec, Task, UpdatePolicy};
 use api::conditions;
 use api::constants::{condition_types as ct, reasons};
 use k8s_openapi::api::core::v1::Secret;
@@ -124,6 +125,8 @@ fn restart(bv: &BIOSVersion, old: &BIOSVersionStatus, failed_attempts: i32) -> B
         state: Some(VersionState::Pending),
         upgrade_task: None,
         failed_attempts: Some(failed_attempts),
+        target_version: None,
+        stepping_stones_passed: old.stepping_stones_passed,
         observed_generation: bv.metadata.generation,
         conditions,
     }
@@ -256,11 +259,54 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
             "the BMC answered",
         ),
     );
-    let wanted = bv.spec.template.version.trim();
     let running = sys.bios_version.clone().unwrap_or_default();
-    if running.trim() == wanted {
+    let tpl = &bv.spec.template;
+    let recorded = status.stepping_stones_passed.unwrap_or(0).max(0) as usize;
+    let passed = stones::passed(&tpl.stepping_stones, &running, recorded);
+    if passed > recorded {
+        // A stepping stone runs: verified; the next version of the chain starts afresh.
+        let stone = tpl.stepping_stones[passed - 1].version.clone();
+        ctx.events.normal(
+            bv,
+            reasons::VERSION_UPDATE_VERIFIED,
+            format!("the BIOS runs stepping stone {stone}"),
+        );
+        let mut next = restart(bv, &status, status.failed_attempts.unwrap_or(0));
+        next.state = status.state;
+        next.target_version = status.target_version.clone();
+        next.stepping_stones_passed = Some(passed as i32);
+        conditions::set(
+            &mut next.conditions,
+            window::condition(
+                bv,
+                ct::VERSION_UPGRADE_VERIFICATION,
+                true,
+                reasons::VERSION_UPDATE_VERIFIED,
+                &format!("stepping stone {stone} runs"),
+            ),
+        );
+        window::write_status(ctx, bv, &next).await?;
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    let target = stones::next(
+        &tpl.version,
+        &tpl.image,
+        &tpl.stepping_stones,
+        &running,
+        recorded,
+    );
+    let (wanted, image) = match target {
+        Target::Done => (tpl.version.trim().to_string(), tpl.image.clone()),
+        Target::Install { version, image, .. } => (version.trim().to_string(), image.clone()),
+    };
+    let wanted = wanted.as_str();
+    if target == Target::Done {
         if status.state != Some(VersionState::Completed) {
             status.state = Some(VersionState::Completed);
+            status.target_version = None;
+            if !tpl.stepping_stones.is_empty() {
+                status.stepping_stones_passed = Some(tpl.stepping_stones.len() as i32);
+            }
             conditions::set(
                 &mut status.conditions,
                 window::condition(
@@ -299,17 +345,24 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
         return window::wait_for_window(ctx, bv, status, &sm_key).await;
     }
     conditions::remove(&mut status.conditions, ct::SERVER_MAINTENANCE_WAITING);
-    if status.state != Some(VersionState::InProgress) {
+    if status.state != Some(VersionState::InProgress)
+        || status.target_version.as_deref() != Some(wanted)
+    {
         // A new attempt: the task and records of an earlier one must not steer this one.
         let failed = status.failed_attempts.unwrap_or(0);
         status = BIOSVersionStatus {
             conditions: status.conditions.clone(),
             ..restart(bv, &status, failed)
         };
-        for t in [ct::VERSION_UPGRADE_ISSUED, ct::VERSION_UPGRADE_REBOOT] {
+        for t in [
+            ct::VERSION_UPGRADE_ISSUED,
+            ct::VERSION_UPGRADE_REBOOT,
+            ct::SETTINGS_UPDATE_START_TIME,
+        ] {
             conditions::remove(&mut status.conditions, t);
         }
         status.state = Some(VersionState::InProgress);
+        status.target_version = Some(wanted.to_string());
         conditions::set(
             &mut status.conditions,
             window::condition(
@@ -336,20 +389,35 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
         record_age(&status, ct::VERSION_UPGRADE_REBOOT),
         ctx.config.power_timeout,
     );
+    if matches!(step, FwStep::WaitIssued | FwStep::Issue)
+        && let Some(rec) = conditions::get(&status.conditions, ct::VERSION_UPGRADE_ISSUED)
+        && let Some(task) =
+            crate::bmcversion::adoptable_task(&bmc, &image.uri, &rec.last_transition_time).await
+    {
+        // Sent by an instance that did not live to mirror its task: follow that one.
+        status.upgrade_task = Some(task);
+        window::write_status(ctx, bv, &status).await?;
+        return Ok(Action::requeue(POLL));
+    }
     match step {
         FwStep::WaitIssued | FwStep::WaitReboot => {
             window::write_status(ctx, bv, &status).await?;
             Ok(Action::requeue(POLL))
         }
         FwStep::Issue => {
-            let req = update_request(ctx, bv).await?;
+            let req = update_request(
+                ctx,
+                &image,
+                bv.spec.template.update_policy == Some(UpdatePolicy::Force),
+            )
+            .await?;
             conditions::remove(&mut status.conditions, ct::VERSION_UPGRADE_ISSUED);
             let mut issued = window::condition(
                 bv,
                 ct::VERSION_UPGRADE_ISSUED,
                 true,
                 reasons::UPGRADE_ISSUED,
-                &format!("SimpleUpdate {}", bv.spec.template.image.uri),
+                &format!("SimpleUpdate {} ({wanted})", image.uri),
             );
             issued.last_transition_time = now();
             status.conditions.push(issued);
@@ -366,7 +434,7 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
                     ctx.events.normal(
                         bv,
                         reasons::UPGRADE_ISSUED,
-                        format!("installing {} from {}", wanted, bv.spec.template.image.uri),
+                        format!("installing {} from {}", wanted, image.uri),
                     );
                     window::write_status(ctx, &recorded, &status).await?;
                     Ok(Action::requeue(POLL))
@@ -494,12 +562,15 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
 
 /// The SimpleUpdate request: image, protocol, force, and credentials from `image.secretRef`
 /// (never logged: the password is a [`redfish::Secret`]).
-async fn update_request(ctx: &Ctx, bv: &BIOSVersion) -> Result<SimpleUpdateRequest, Error> {
-    let image = &bv.spec.template.image;
+pub(crate) async fn update_request(
+    ctx: &Ctx,
+    image: &ImageSpec,
+    force: bool,
+) -> Result<SimpleUpdateRequest, Error> {
     let mut req = SimpleUpdateRequest {
         image_uri: image.uri.clone(),
         transfer_protocol: image.transfer_protocol.clone(),
-        force_update: (bv.spec.template.update_policy == Some(UpdatePolicy::Force)).then_some(true),
+        force_update: force.then_some(true),
         ..SimpleUpdateRequest::default()
     };
     if let Some(r) = &image.secret_ref {

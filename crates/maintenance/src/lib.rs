@@ -20,6 +20,7 @@ pub mod args;
 pub mod bios;
 pub mod biosplan;
 pub mod bmc;
+pub mod bmcversion;
 pub mod error;
 pub mod firmware;
 pub mod metrics;
@@ -27,6 +28,7 @@ pub mod park;
 pub mod plan;
 pub mod servermaintenance;
 pub mod sets;
+pub mod stones;
 pub mod window;
 pub mod writes;
 
@@ -35,10 +37,12 @@ pub use error::Error;
 use crate::bmc::Bmcs;
 use api::biossettings::BIOSSettings;
 use api::biosversion::BIOSVersion;
+use api::bmc::BMC;
+use api::bmcversion::BMCVersion;
 use api::server::Server;
 use api::serverclaim::ServerClaim;
 use api::servermaintenance::ServerMaintenance;
-use api::sets::{BIOSSettingsSet, BIOSVersionSet};
+use api::sets::{BIOSSettingsSet, BIOSVersionSet, BMCVersionSet};
 use kube::api::Api;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
@@ -74,7 +78,17 @@ pub struct Config {
     pub bmc_timeout: Duration,
     /// CA bundle (PEM) for BMCs whose BMCSecret carries none.
     pub bmc_ca: Option<Vec<u8>>,
+    /// Awaited after each named side-effecting step of the BMC flows: how the step-wise kill
+    /// tests stop an instance exactly there. Not reachable from the command line.
+    pub step_hook: Option<StepHook>,
 }
+
+/// See [`Config::step_hook`].
+pub type StepHook = Arc<
+    dyn Fn(&'static str) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
 
 impl Config {
     /// Defaults for instance `identity`: everything in scope, maintenances in
@@ -92,6 +106,7 @@ impl Config {
             power_timeout: Duration::from_secs(300),
             bmc_timeout: Duration::from_secs(30),
             bmc_ca: None,
+            step_hook: None,
         }
     }
 }
@@ -109,6 +124,7 @@ impl std::fmt::Debug for Config {
             .field("power_timeout", &self.power_timeout)
             .field("bmc_timeout", &self.bmc_timeout)
             .field("bmc_ca_bytes", &self.bmc_ca.as_ref().map(Vec::len))
+            .field("step_hook", &self.step_hook.is_some())
             .finish()
     }
 }
@@ -123,6 +139,9 @@ pub(crate) struct Caches {
     bios_versions: SharedWatch<BIOSVersion>,
     bios_settings_sets: SharedWatch<BIOSSettingsSet>,
     bios_version_sets: SharedWatch<BIOSVersionSet>,
+    bmcs: SharedWatch<BMC>,
+    bmc_versions: SharedWatch<BMCVersion>,
+    bmc_version_sets: SharedWatch<BMCVersionSet>,
 }
 
 impl Caches {
@@ -167,6 +186,21 @@ impl Caches {
                 watcher::Config::default(),
                 gate("cache/biosversionsets"),
             ),
+            bmcs: SharedWatch::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                gate("cache/bmcs"),
+            ),
+            bmc_versions: SharedWatch::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                gate("cache/bmcversions"),
+            ),
+            bmc_version_sets: SharedWatch::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                gate("cache/bmcversionsets"),
+            ),
         }
     }
 
@@ -178,6 +212,9 @@ impl Caches {
         self.bios_versions.ready().await;
         self.bios_settings_sets.ready().await;
         self.bios_version_sets.ready().await;
+        self.bmcs.ready().await;
+        self.bmc_versions.ready().await;
+        self.bmc_version_sets.ready().await;
     }
 }
 
@@ -306,6 +343,7 @@ impl Maintenance {
             servermaintenance::run(ctx.clone(), &self.caches, shutdown.clone()),
             bios::run(ctx.clone(), &self.caches, shutdown.clone()),
             firmware::run(ctx.clone(), &self.caches, shutdown.clone()),
+            bmcversion::run(ctx.clone(), &self.caches, shutdown.clone()),
             park::run(ctx.clone(), &self.caches, shutdown.clone()),
             sets::run(
                 ctx.clone(),
@@ -315,9 +353,16 @@ impl Maintenance {
                 shutdown.clone(),
             ),
             sets::run(
-                ctx,
+                ctx.clone(),
                 &self.caches.bios_version_sets,
                 &self.caches.bios_versions,
+                &self.caches,
+                shutdown.clone(),
+            ),
+            sets::run(
+                ctx,
+                &self.caches.bmc_version_sets,
+                &self.caches.bmc_versions,
                 &self.caches,
                 shutdown,
             ),

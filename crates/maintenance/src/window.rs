@@ -371,14 +371,20 @@ pub(crate) async fn prologue<K: Requester>(ctx: &Ctx, obj: &K) -> Result<Option<
 }
 
 /// Whether the user asked to retry (`metal.ironcore.dev/operation: retry`).
-pub fn retry_requested<K: Requester>(obj: &K) -> bool {
+pub fn retry_requested<K: Resource>(obj: &K) -> bool {
     obj.annotations()
         .get(OPERATION_ANNOTATION)
         .is_some_and(|v| v == Operation::Retry.as_str())
 }
 
 /// Removes the retry annotation (the user's field: a merge patch, not an apply).
-pub(crate) async fn clear_retry<K: Requester>(ctx: &Ctx, obj: &K) -> Result<(), Error> {
+pub(crate) async fn clear_retry<K>(ctx: &Ctx, obj: &K) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
     let name = obj.name_any();
     let body = json!({"metadata": {"annotations": {OPERATION_ANNOTATION: null}}});
     let api: Api<K> = Api::all(ctx.client.clone());

@@ -112,6 +112,7 @@ impl BmcMachine {
     pub(crate) fn advance(&mut self, now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
         let downtime = self.knobs.bmc_downtime();
+        let self_restart = !self.knobs.bmc_activation_needs_reset;
         let mut restarts = Vec::new();
         for t in self
             .tasks
@@ -132,7 +133,9 @@ impl BmcMachine {
                     Component::Bmc(m) => {
                         if let Some(mg) = self.managers.get_mut(m) {
                             mg.staged = Some(t.version.clone());
-                            restarts.push(t.done_at());
+                            if self_restart {
+                                restarts.push(t.done_at());
+                            }
                         }
                     }
                 }
@@ -359,6 +362,27 @@ mod tests {
         assert_eq!(m.next_deadline(t0 + 1000 * MS), Some(t0 + 1500 * MS));
         m.advance(t0 + 1500 * MS);
         assert!(!m.is_down(t0 + 1500 * MS));
+        assert_eq!(m.managers[0].firmware_version.as_deref(), Some("2.0"));
+    }
+
+    #[test]
+    fn a_bmc_needing_a_reset_stages_until_the_manager_reset() {
+        let t0 = Instant::now();
+        let mut m = machine(t0);
+        m.knobs.bmc_activation_needs_reset = true;
+        m.start_update(
+            t0,
+            "img".into(),
+            "2.0".into(),
+            vec![Component::Bmc(0)],
+            None,
+        );
+        m.advance(t0 + 5000 * MS);
+        assert!(!m.is_down(t0 + 5000 * MS), "no restart of its own");
+        assert_eq!(m.managers[0].staged.as_deref(), Some("2.0"));
+        assert_eq!(m.managers[0].firmware_version, None);
+        m.begin_restart(t0 + 5000 * MS, 500 * MS);
+        m.advance(t0 + 5500 * MS);
         assert_eq!(m.managers[0].firmware_version.as_deref(), Some("2.0"));
     }
 

@@ -107,6 +107,31 @@ pub struct Task {
     /// Messages.
     #[serde(rename = "Messages", deserialize_with = "de::vec")]
     pub messages: Vec<Message>,
+    /// The request that started the task (absent when the BMC hides it).
+    #[serde(rename = "Payload", skip_serializing_if = "Option::is_none")]
+    pub payload: Option<TaskPayload>,
+}
+
+/// The request a task runs, as the BMC recorded it: how a restarted client recognises its own
+/// update among the BMC's tasks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskPayload {
+    /// Target of the request (the action's URI).
+    #[serde(rename = "TargetUri", deserialize_with = "de::opt_string")]
+    pub target_uri: Option<String>,
+    /// Its body, as a JSON string.
+    #[serde(rename = "JsonBody", deserialize_with = "de::opt_string")]
+    pub json_body: Option<String>,
+}
+
+impl Task {
+    /// The `ImageURI` of the SimpleUpdate this task runs, when its payload shows one.
+    pub fn update_image(&self) -> Option<String> {
+        let body = self.payload.as_ref()?.json_body.as_deref()?;
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        v.get("ImageURI")?.as_str().map(str::to_owned)
+    }
 }
 
 /// The TaskService.

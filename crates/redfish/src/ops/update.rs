@@ -185,6 +185,30 @@ impl Client {
         .await
     }
 
+    /// Every task the TaskService lists (with their payloads where the BMC shows them): what a
+    /// restarted controller searches for an update it started but did not record.
+    pub async fn tasks(&self) -> Result<Vec<Task>, Error> {
+        let ctx = self.ctx();
+        self.within(&ctx, async {
+            let root = self.service_root_ctx(&ctx).await?;
+            let Some(link) = &root.tasks else {
+                return Ok(Vec::new());
+            };
+            let ts: crate::models::TaskService = self.get_ctx(&ctx, &link.odata_id).await?;
+            let Some(list) = &ts.tasks else {
+                return Ok(Vec::new());
+            };
+            let values = self
+                .collection_values(&ctx, &list.odata_id, self.expand_levels(&root).map(|_| 1))
+                .await?;
+            Ok(values
+                .into_iter()
+                .filter_map(|v| serde_json::from_value(v).ok())
+                .collect())
+        })
+        .await
+    }
+
     /// Reads a task monitor once, with the vendor quirks of [`Client::wait_for_task`]: for a
     /// controller that polls across reconciles instead of holding a connection open.
     pub async fn task_progress(&self, monitor: &str) -> Result<TaskProgress, Error> {
