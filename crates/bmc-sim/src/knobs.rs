@@ -59,6 +59,9 @@ pub struct Knobs {
     /// A BMC firmware update stages its image and the BMC keeps running the old version until a
     /// Manager.Reset (some vendors' BMCs do not restart on their own after an update).
     pub bmc_activation_needs_reset: bool,
+    /// BMC attributes whose new value takes effect only at the next BMC restart (until then it
+    /// shows in the attribute resource's settings object).
+    pub bmc_attributes_need_reset: Vec<String>,
 }
 
 impl Default for Knobs {
@@ -82,6 +85,7 @@ impl Default for Knobs {
             verify_update_image: false,
             wedged: false,
             bmc_activation_needs_reset: false,
+            bmc_attributes_need_reset: Vec::new(),
         }
     }
 }

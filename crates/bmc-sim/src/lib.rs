@@ -161,6 +161,10 @@ pub struct SystemState {
     pub bmc_version: Option<String>,
     /// BMC firmware installed, active after the next BMC restart.
     pub staged_bmc_version: Option<String>,
+    /// BMC attributes changed from the template's (in effect).
+    pub bmc_attributes: std::collections::BTreeMap<String, serde_json::Value>,
+    /// BMC attributes written, in effect after the next BMC restart.
+    pub bmc_attributes_pending: std::collections::BTreeMap<String, serde_json::Value>,
     /// The BMC's virtual media.
     pub virtual_media: Vec<MediaInfo>,
     /// Every power-on, oldest first (at most 256).
@@ -749,6 +753,12 @@ pub(crate) fn system_states(b: &Arc<Bmc>) -> Vec<SystemState> {
                 staged_bios_version: s.staged_bios_version.clone(),
                 bmc_version,
                 staged_bmc_version: mgr.and_then(|mi| m.managers[mi].staged.clone()),
+                bmc_attributes: mgr
+                    .map(|mi| m.managers[mi].attributes.clone())
+                    .unwrap_or_default(),
+                bmc_attributes_pending: mgr
+                    .map(|mi| m.managers[mi].attributes_pending.clone())
+                    .unwrap_or_default(),
                 virtual_media: tpl
                     .media
                     .iter()

@@ -15,22 +15,19 @@
 
 use crate::biosplan::{self, DEFAULT_MAX_ATTEMPTS};
 use crate::stones::{self, Target};
-use crate::{Caches, Ctx, Error, firmware, now, plan, window, writes};
+use crate::{Caches, Ctx, Error, bmclevel, firmware, now, window, writes};
 use api::biosversion::VersionState;
 use api::bmcversion::{BMCVersion, BMCVersionStatus};
-use api::common::{ImageSpec, ObjectReference, ServerMaintenancePolicy, Task, UpdatePolicy};
+use api::common::{ImageSpec, Task, UpdatePolicy};
 use api::conditions;
 use api::constants::{condition_types as ct, finalizers, reasons};
-use api::server::Server;
-use api::servermaintenance::ServerMaintenance;
 use futures::StreamExt as _;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource as _, ResourceExt as _};
 use redfish::TaskProgress;
 use redfish::models::ResetType;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 /// How often a running update is polled.
 const POLL: Duration = Duration::from_secs(2);
 /// Clock drift allowed between this controller and a BMC when recognising our own task.
-const CLOCK_SLACK: Duration = Duration::from_secs(120);
+const CLOCK_SLACK: Duration = bmclevel::CLOCK_SLACK;
 /// Condition on the BMCVersion saying whether the BMC answers.
 pub const BMC_REACHABLE: &str = "BMCReachable";
 
@@ -91,23 +88,6 @@ fn api(ctx: &Ctx) -> Api<BMCVersion> {
     Api::all(ctx.client.clone())
 }
 
-/// The servers of BMC `bmc` in this instance's cache.
-pub(crate) fn servers_of(ctx: &Ctx, bmc: &str) -> Vec<Arc<Server>> {
-    let mut v: Vec<_> = ctx
-        .servers
-        .state()
-        .into_iter()
-        .filter(|s| s.spec.bmc_ref.as_ref().is_some_and(|r| r.name == bmc))
-        .collect();
-    v.sort_by_key(|s| s.name_any());
-    v
-}
-
-/// Name of the maintenance a BMC-level object of `prefix` requests for `server`.
-pub(crate) fn maintenance_name(prefix: &str, obj: &str, server: &str) -> String {
-    crate::sets::child_name(&format!("{prefix}-{obj}"), server)
-}
-
 async fn write(ctx: &Ctx, bv: &BMCVersion, status: &BMCVersionStatus) -> Result<(), Error> {
     let mut status = status.clone();
     status.observed_generation = bv.metadata.generation;
@@ -129,133 +109,6 @@ async fn record(
     status.observed_generation = bv.metadata.generation;
     let value = serde_json::to_value(&status).unwrap_or_default();
     writes::apply_status_if_unchanged(&api(ctx), bv, value).await
-}
-
-/// Applies the finalizer and `spec.serverMaintenanceRefs` (both: an apply omitting a field its
-/// manager owns removes it).
-async fn apply_own(ctx: &Ctx, bv: &BMCVersion, refs: &[ObjectReference]) -> Result<(), Error> {
-    let refs: Vec<_> = refs
-        .iter()
-        .map(|r| json!({"namespace": r.namespace, "name": r.name}))
-        .collect();
-    let mut spec = json!({});
-    if !refs.is_empty() {
-        spec["serverMaintenanceRefs"] = json!(refs);
-    }
-    writes::apply(
-        &api(ctx),
-        &bv.name_any(),
-        json!({"metadata": {"finalizers": [finalizers::BMC_VERSION]}, "spec": spec}),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Requests one maintenance per server of the BMC; `Ok(true)` when every one exists and holds
-/// its server.
-async fn ensure_windows(
-    ctx: &Ctx,
-    bv: &BMCVersion,
-    servers: &[Arc<Server>],
-) -> Result<bool, Error> {
-    let ns = ctx.config.namespace.clone();
-    let policy = bv
-        .spec
-        .template
-        .server_maintenance_policy
-        .unwrap_or(ServerMaintenancePolicy::OwnerApproval);
-    let owner = bv
-        .controller_owner_ref(&())
-        .expect("a stored object has a name and uid");
-    let mut refs = bv.spec.server_maintenance_refs.clone();
-    let mut all_hold = true;
-    let mut changed = false;
-    for server in servers {
-        let name = maintenance_name("bmcversion", &bv.name_any(), &server.name_any());
-        let key = (ns.clone(), name.clone());
-        if !refs.iter().any(|r| r.namespace == ns && r.name == name) {
-            refs.push(ObjectReference {
-                namespace: ns.clone(),
-                name: name.clone(),
-            });
-            changed = true;
-        }
-        let exists = ctx
-            .maintenances
-            .get(&ObjectRef::new(&name).within(&ns))
-            .is_some();
-        if !exists {
-            all_hold = false;
-            let sm: ServerMaintenance = serde_json::from_value(json!({
-                "apiVersion": api::API_VERSION, "kind": "ServerMaintenance",
-                "metadata": {
-                    "name": name, "namespace": ns, "ownerReferences": [owner],
-                    "annotations": {
-                        api::constants::REASON_ANNOTATION: format!("BMCVersion {}", bv.name_any())
-                    },
-                },
-                "spec": { "serverRef": { "name": server.name_any() }, "policy": policy },
-            }))
-            .expect("a valid ServerMaintenance");
-            let sms: Api<ServerMaintenance> = Api::namespaced(ctx.client.clone(), &ns);
-            match writes::call(
-                format!("creating ServerMaintenance {ns}/{name}"),
-                sms.create(&PostParams::default(), &sm),
-            )
-            .await
-            {
-                Ok(_) => ctx.events.normal(
-                    bv,
-                    reasons::SERVER_MAINTENANCE_CREATED,
-                    format!("requested maintenance {ns}/{name} ({policy})"),
-                ),
-                Err(Error::Conflict { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        } else if !plan::holds(server, &key) {
-            all_hold = false;
-        }
-    }
-    if changed {
-        apply_own(ctx, bv, &refs).await?;
-    }
-    Ok(all_hold)
-}
-
-/// Deletes every maintenance the object owns and clears the references.
-async fn release(ctx: &Ctx, bv: &BMCVersion) -> Result<(), Error> {
-    if bv.spec.server_maintenance_refs.is_empty() {
-        return Ok(());
-    }
-    let uid = bv.uid().unwrap_or_default();
-    for r in &bv.spec.server_maintenance_refs {
-        let owned = ctx
-            .maintenances
-            .get(&ObjectRef::new(&r.name).within(&r.namespace))
-            .is_some_and(|sm| sm.owner_references().iter().any(|o| o.uid == uid));
-        if !owned {
-            continue;
-        }
-        let sms: Api<ServerMaintenance> = Api::namespaced(ctx.client.clone(), &r.namespace);
-        match writes::call(
-            format!("deleting ServerMaintenance {}/{}", r.namespace, r.name),
-            sms.delete(&r.name, &DeleteParams::default()),
-        )
-        .await
-        {
-            Ok(_) => ctx.events.normal(
-                bv,
-                reasons::SERVER_MAINTENANCE_DELETED,
-                format!("released maintenance {}/{}", r.namespace, r.name),
-            ),
-            Err(Error::Kube { source, .. }) if crate::error::status_code(&source) == Some(404) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if bv.metadata.deletion_timestamp.is_none() {
-        apply_own(ctx, bv, &[]).await?;
-    }
-    Ok(())
 }
 
 fn cond(
@@ -327,7 +180,7 @@ async fn fail(
         cond(bv, ct::VERSION_UPGRADE_VERIFICATION, false, reason, &msg),
     );
     write(ctx, bv, &status).await?;
-    release(ctx, bv).await?;
+    bmclevel::release(ctx, bv).await?;
     Ok(Action::await_change())
 }
 
@@ -367,7 +220,7 @@ async fn reconcile_one(bv: &BMCVersion, ctx: &Ctx) -> Result<Action, Error> {
     let bmc_name = bv.spec.bmc_ref.as_ref().map(|r| r.name.clone());
     let servers = bmc_name
         .as_deref()
-        .map(|b| servers_of(ctx, b))
+        .map(|b| bmclevel::servers_of(ctx, b))
         .unwrap_or_default();
     // A sharded instance acts for BMCs whose servers it sees.
     if ctx.config.server_selector.is_some() && servers.is_empty() {
@@ -376,14 +229,14 @@ async fn reconcile_one(bv: &BMCVersion, ctx: &Ctx) -> Result<Action, Error> {
     let has_finalizer = bv.finalizers().iter().any(|f| f == finalizers::BMC_VERSION);
     if bv.metadata.deletion_timestamp.is_some() {
         if has_finalizer {
-            release(ctx, bv).await?;
+            bmclevel::release(ctx, bv).await?;
             writes::set_finalizer(&api(ctx), &bv.name_any(), finalizers::BMC_VERSION, false)
                 .await?;
         }
         return Ok(Action::await_change());
     }
     if !has_finalizer {
-        apply_own(ctx, bv, &bv.spec.server_maintenance_refs).await?;
+        bmclevel::apply_own(ctx, bv, &bv.spec.server_maintenance_refs).await?;
         return Ok(Action::await_change());
     }
     let mut status = bv.status.clone().unwrap_or_default();
@@ -407,7 +260,7 @@ async fn reconcile_one(bv: &BMCVersion, ctx: &Ctx) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     if failed {
-        release(ctx, bv).await?;
+        bmclevel::release(ctx, bv).await?;
         return Ok(Action::await_change());
     }
     let Some(bmc_name) = bmc_name else {
@@ -538,14 +391,14 @@ async fn reconcile_one(bv: &BMCVersion, ctx: &Ctx) -> Result<Action, Error> {
                 status = next;
             }
             write(ctx, bv, &status).await?;
-            release(ctx, bv).await?;
+            bmclevel::release(ctx, bv).await?;
             return Ok(Action::requeue(ctx.config.resync));
         }
         Target::Install { version, image, .. } => (version.trim().to_string(), image.clone()),
     };
 
     // Installing needs every server of the BMC in maintenance.
-    if !ensure_windows(ctx, bv, &servers).await? {
+    if !bmclevel::ensure_windows(ctx, bv, &servers).await? {
         status.state = Some(VersionState::Pending);
         conditions::set(
             &mut status.conditions,
@@ -797,21 +650,8 @@ async fn after_task(
     }
     let waited = record_age(&status, ct::VERSION_UPGRADE_COMPLETED).unwrap_or_default();
     if let Some(rec) = conditions::get(&status.conditions, ct::VERSION_UPGRADE_REBOOT) {
-        let reset_since = match bmc.manager(manager).await {
-            Ok(m) => m
-                .last_reset_time
-                .as_deref()
-                .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok()),
-            Err(_) => None,
-        };
-        let earliest = rec
-            .last_transition_time
-            .0
-            .checked_sub(
-                k8s_openapi::jiff::SignedDuration::try_from(CLOCK_SLACK).unwrap_or_default(),
-            )
-            .unwrap_or(rec.last_transition_time.0);
-        let lost = reset_since.is_some_and(|t| t < earliest)
+        let lost = bmclevel::reset_seen(bmc, manager, &rec.last_transition_time).await
+            == bmclevel::ResetSeen::No
             && window::age(&rec.last_transition_time) > ctx.config.power_timeout;
         if !lost {
             write(ctx, bv, &status).await?;

@@ -20,6 +20,8 @@ pub mod args;
 pub mod bios;
 pub mod biosplan;
 pub mod bmc;
+pub(crate) mod bmclevel;
+pub mod bmcsettings;
 pub mod bmcversion;
 pub mod error;
 pub mod firmware;
@@ -38,11 +40,12 @@ use crate::bmc::Bmcs;
 use api::biossettings::BIOSSettings;
 use api::biosversion::BIOSVersion;
 use api::bmc::BMC;
+use api::bmcsettings::BMCSettings;
 use api::bmcversion::BMCVersion;
 use api::server::Server;
 use api::serverclaim::ServerClaim;
 use api::servermaintenance::ServerMaintenance;
-use api::sets::{BIOSSettingsSet, BIOSVersionSet, BMCVersionSet};
+use api::sets::{BIOSSettingsSet, BIOSVersionSet, BMCSettingsSet, BMCVersionSet};
 use kube::api::Api;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
@@ -142,6 +145,8 @@ pub(crate) struct Caches {
     bmcs: SharedWatch<BMC>,
     bmc_versions: SharedWatch<BMCVersion>,
     bmc_version_sets: SharedWatch<BMCVersionSet>,
+    bmc_settings: SharedWatch<BMCSettings>,
+    bmc_settings_sets: SharedWatch<BMCSettingsSet>,
 }
 
 impl Caches {
@@ -201,6 +206,16 @@ impl Caches {
                 watcher::Config::default(),
                 gate("cache/bmcversionsets"),
             ),
+            bmc_settings: SharedWatch::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                gate("cache/bmcsettings"),
+            ),
+            bmc_settings_sets: SharedWatch::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                gate("cache/bmcsettingssets"),
+            ),
         }
     }
 
@@ -215,6 +230,8 @@ impl Caches {
         self.bmcs.ready().await;
         self.bmc_versions.ready().await;
         self.bmc_version_sets.ready().await;
+        self.bmc_settings.ready().await;
+        self.bmc_settings_sets.ready().await;
     }
 }
 
@@ -344,6 +361,7 @@ impl Maintenance {
             bios::run(ctx.clone(), &self.caches, shutdown.clone()),
             firmware::run(ctx.clone(), &self.caches, shutdown.clone()),
             bmcversion::run(ctx.clone(), &self.caches, shutdown.clone()),
+            bmcsettings::run(ctx.clone(), &self.caches, shutdown.clone()),
             park::run(ctx.clone(), &self.caches, shutdown.clone()),
             sets::run(
                 ctx.clone(),
@@ -360,9 +378,16 @@ impl Maintenance {
                 shutdown.clone(),
             ),
             sets::run(
-                ctx,
+                ctx.clone(),
                 &self.caches.bmc_version_sets,
                 &self.caches.bmc_versions,
+                &self.caches,
+                shutdown.clone(),
+            ),
+            sets::run(
+                ctx,
+                &self.caches.bmc_settings_sets,
+                &self.caches.bmc_settings,
                 &self.caches,
                 shutdown,
             ),

@@ -24,9 +24,10 @@
 use crate::{Caches, Ctx, Error, writes};
 use api::biossettings::{BIOSSettings, BIOSSettingsState};
 use api::biosversion::{BIOSVersion, VersionState};
+use api::bmcsettings::{BMCSettings, BMCSettingsState};
 use api::bmcversion::BMCVersion;
 use api::common::Rollout;
-use api::sets::{BIOSSettingsSet, BIOSVersionSet, BMCVersionSet};
+use api::sets::{BIOSSettingsSet, BIOSVersionSet, BMCSettingsSet, BMCVersionSet};
 use futures::StreamExt as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -210,6 +211,40 @@ impl SetKind for BIOSVersionSet {
     }
     fn status(c: &Counts) -> Value {
         counters("fullyLabeledServers", "BIOSVersion", c)
+    }
+}
+
+impl SetKind for BMCSettingsSet {
+    type Child = BMCSettings;
+    const TARGET: TargetKind = TargetKind::Bmc;
+    fn selector(&self) -> &LabelSelector {
+        &self.spec.bmc_selector
+    }
+    fn rollout(&self) -> Option<&Rollout> {
+        self.spec.rollout.as_ref()
+    }
+    fn template(&self) -> Option<Value> {
+        Some(template_of(&self.spec.bmc_settings_template))
+    }
+    fn child_target(child: &BMCSettings) -> Option<&str> {
+        Some(child.spec.bmc_ref.name.as_str())
+    }
+    fn observed(child: &BMCSettings) -> Option<i64> {
+        child.status.as_ref()?.observed_generation
+    }
+    fn child_template(child: &BMCSettings) -> Value {
+        template_of(&child.spec.template)
+    }
+    fn progress(child: &BMCSettings) -> Progress {
+        match child.status.as_ref().and_then(|s| s.state) {
+            Some(BMCSettingsState::InProgress) => Progress::InProgress,
+            Some(BMCSettingsState::Applied) => Progress::Completed,
+            Some(BMCSettingsState::Failed) => Progress::Failed,
+            Some(BMCSettingsState::Pending) | None => Progress::Pending,
+        }
+    }
+    fn status(c: &Counts) -> Value {
+        counters("fullyLabeledBMCs", "BMCSettings", c)
     }
 }
 
@@ -485,7 +520,7 @@ fn mine<S: SetKind>(ctx: &Ctx, target: &str) -> bool {
         TargetKind::Server => ctx.in_scope(target),
         TargetKind::Bmc => {
             ctx.config.server_selector.is_none()
-                || !crate::bmcversion::servers_of(ctx, target).is_empty()
+                || !crate::bmclevel::servers_of(ctx, target).is_empty()
         }
     }
 }
@@ -498,7 +533,7 @@ fn held<S: SetKind>(ctx: &Ctx, target: &str) -> bool {
             .servers
             .get(&ObjectRef::new(target))
             .is_some_and(|s| held(&s)),
-        TargetKind::Bmc => crate::bmcversion::servers_of(ctx, target)
+        TargetKind::Bmc => crate::bmclevel::servers_of(ctx, target)
             .iter()
             .any(|s| held(s)),
     }
@@ -550,6 +585,8 @@ async fn reconcile_set<S: SetKind>(
         .expect("a stored object has a name and uid");
     let target_ref = match S::TARGET {
         TargetKind::Server => "serverRef",
+        // BMCSettings spells it upstream's way.
+        TargetKind::Bmc if S::Child::kind(&()) == "BMCSettings" => "BMCRef",
         TargetKind::Bmc => "bmcRef",
     };
     for target in &p.create {

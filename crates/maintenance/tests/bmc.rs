@@ -76,18 +76,6 @@ impl Harness {
         .await
     }
 
-    /// `POST Manager.Reset` requests the BMC `i` received.
-    fn manager_resets(&self, i: usize) -> u64 {
-        self.sim
-            .request_counts(i)
-            .unwrap()
-            .by_request
-            .iter()
-            .filter(|(k, _)| k.starts_with("POST ") && k.ends_with("Manager.Reset"))
-            .map(|(_, n)| *n)
-            .sum()
-    }
-
     /// The images of the update tasks BMC `i` ran, oldest first.
     async fn task_images(&self, i: usize) -> Vec<String> {
         let mut tasks = redfish_client(self, i).tasks().await.unwrap();
@@ -333,20 +321,6 @@ async fn a_bios_stepping_stone_is_installed_and_verified_first() {
     h.wait_server(0, ServerState::Available, false).await;
 }
 
-/// A hook that lets an instance run until it reaches `at`, then parks it there (the test then
-/// aborts it: the same as SIGKILL at that point, nothing after the step runs).
-fn stop_at(at: &'static str, reached: Arc<tokio::sync::Notify>) -> metal_maintenance::StepHook {
-    Arc::new(move |name| {
-        let reached = reached.clone();
-        Box::pin(async move {
-            if name == at {
-                reached.notify_one();
-                std::future::pending::<()>().await;
-            }
-        })
-    })
-}
-
 /// Records the steps a (fresh) instance passes.
 fn recorder(seen: Arc<Mutex<Vec<&'static str>>>) -> metal_maintenance::StepHook {
     Arc::new(move |name| {
@@ -417,14 +391,4 @@ async fn killed_at_every_step_of_a_bmc_update_nothing_is_sent_twice() {
         );
     }
     h.no_maintenances_left().await;
-}
-
-fn spawn_with(
-    h: &Harness,
-    config: metal_maintenance::Config,
-    stop: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    let admin = runtime::admin::AdminState::default();
-    let m = metal_maintenance::Maintenance::start(h.client.clone(), config, &admin);
-    tokio::spawn(m.run(stop))
 }

@@ -412,11 +412,16 @@ async fn cordon_during_a_reconcile_is_honoured() {
     assert!(bound_condition(&claim).unwrap().2.contains("cordoned"));
     let s = env.get_server("s").await;
     assert_eq!(claim_of(&s), None, "a cordoned server must never be bound");
+    // The stale write lost. A retry that runs before the watch delivers the cordon writes from
+    // the same stale cache and loses again, so how many conflicts there are depends on watch
+    // latency (a clean-clone CI run saw 2): at least one, and the server stays unbound.
     let metrics = ctl.admin.metrics.encode();
-    assert!(
-        metrics.contains("metal_reservation_bind_conflicts_total 1"),
-        "the stale write lost: {metrics}"
-    );
+    let conflicts: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("metal_reservation_bind_conflicts_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(conflicts >= 1, "the stale write lost: {metrics}");
     ctl.stop().await;
 }
 

@@ -318,6 +318,26 @@ fn overlay(bmc: &Bmc, m: &BmcMachine, role: Role, replica: u16, path: &str, v: &
                 set(v, "Attributes", Value::Object(attrs));
             }
         }
+        Role::ManagerAttributes(i, _) => {
+            let st = &m.managers[i];
+            if let Some(attrs) = v.get_mut("Attributes").and_then(Value::as_object_mut) {
+                for (k, val) in attrs.iter_mut() {
+                    if let Some(changed) = st.attributes.get(k) {
+                        *val = changed.clone();
+                    }
+                }
+            }
+        }
+        Role::ManagerAttributesSettings(i, a) => {
+            let keys = &bmc.template.managers[i].attributes[a].attributes;
+            let pending: Map<String, Value> = m.managers[i]
+                .attributes_pending
+                .iter()
+                .filter(|(k, _)| keys.contains_key(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            set(v, "Attributes", Value::Object(pending));
+        }
         Role::Manager(i) => {
             if let Some(fw) = &m.managers[i].firmware_version {
                 set(v, "FirmwareVersion", Value::from(fw.as_str()));

@@ -108,7 +108,11 @@ pub(crate) fn allow_for(bmc: &Bmc, path: &str) -> &'static str {
         return "POST";
     }
     match tpl.roles_of.get(target.tpl_path.as_ref()) {
-        Some(Role::BiosSettings(_)) => return "GET, HEAD, PATCH",
+        Some(
+            Role::BiosSettings(_)
+            | Role::ManagerAttributes(..)
+            | Role::ManagerAttributesSettings(..),
+        ) => return "GET, HEAD, PATCH",
         Some(Role::Bios(_)) => return "GET, HEAD",
         _ => {}
     }
@@ -312,6 +316,13 @@ pub(crate) fn patch(
                     Some(_) => Err(Box::new(forbidden())),
                     None => Err(Box::new(not_found(path))),
                 },
+                Some(Role::ManagerAttributes(i, a) | Role::ManagerAttributesSettings(i, a)) => {
+                    if who.privilege >= Privilege::Operator {
+                        patch_manager_attributes(bmc, &mut m, i, a, &body)
+                    } else {
+                        Err(Box::new(forbidden()))
+                    }
+                }
                 Some(Role::Bios(i)) => {
                     let settings = bmc.template.systems[i]
                         .bios_settings_path
@@ -586,6 +597,61 @@ fn patch_bios(
     if let Some(a) = attrs {
         for (k, v) in a {
             m.systems[slot].bios_pending.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(())
+}
+
+/// PATCH `{"Attributes": {...}}` of a BMC attribute resource (or its settings object): every
+/// name must exist in the resource and keep its JSON type; values of the knob
+/// `bmc_attributes_need_reset` wait for the next BMC restart.
+fn patch_manager_attributes(
+    bmc: &Bmc,
+    m: &mut BmcMachine,
+    manager: usize,
+    resource: usize,
+    body: &Map<String, Value>,
+) -> Result<(), Box<Resp>> {
+    let known = &bmc.template.managers[manager].attributes[resource].attributes;
+    let mut problems = Vec::new();
+    let mut attrs = None;
+    for (k, v) in body {
+        match k.as_str() {
+            "Attributes" => match v.as_object() {
+                Some(a) => attrs = Some(a),
+                None => problems.push(type_error(k, v)),
+            },
+            "@Redfish.SettingsApplyTime" => {}
+            k if k.starts_with("@odata.") => {}
+            _ => problems.push(unknown(k)),
+        }
+    }
+    let Some(attrs) = attrs else {
+        if problems.is_empty() {
+            return Err(Box::new(missing("Attributes", None)));
+        }
+        return Err(Box::new(error_many(StatusCode::BAD_REQUEST, problems)));
+    };
+    for (k, v) in attrs {
+        let name = format!("Attributes/{k}");
+        match known.get(k) {
+            None => problems.push(unknown(&name)),
+            Some(cur) if std::mem::discriminant(cur) != std::mem::discriminant(v) => {
+                problems.push(type_error(&name, v));
+            }
+            Some(_) => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Box::new(error_many(StatusCode::BAD_REQUEST, problems)));
+    }
+    let st = &mut m.managers[manager];
+    for (k, v) in attrs {
+        if m.knobs.bmc_attributes_need_reset.iter().any(|r| r == k) {
+            st.attributes_pending.insert(k.clone(), v.clone());
+        } else {
+            st.attributes_pending.remove(k);
+            st.attributes.insert(k.clone(), v.clone());
         }
     }
     Ok(())

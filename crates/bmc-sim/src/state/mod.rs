@@ -10,7 +10,7 @@ pub(crate) mod bios;
 pub(crate) mod power;
 pub(crate) mod task;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -51,6 +51,10 @@ pub(crate) struct ManagerMachine {
     /// Installed by an update, active after the next BMC restart.
     pub staged: Option<String>,
     pub last_reset: Option<DateTime<Utc>>,
+    /// Attribute values changed from the template's.
+    pub attributes: BTreeMap<String, Value>,
+    /// Attribute values written that take effect at the next BMC restart.
+    pub attributes_pending: BTreeMap<String, Value>,
 }
 
 /// State of a virtual media slot.
@@ -162,6 +166,8 @@ impl BmcMachine {
                     if let Some(v) = m.staged.take() {
                         m.firmware_version = Some(v);
                     }
+                    let pending = std::mem::take(&mut m.attributes_pending);
+                    m.attributes.extend(pending);
                     m.last_reset = Some(self.clock.utc(d.until));
                 }
             }

@@ -79,6 +79,16 @@ pub(crate) struct ManagerTpl {
     pub reset_types: Vec<String>,
     pub firmware_version: Option<String>,
     pub inventory: Option<String>,
+    /// Attribute resources of the BMC (Dell: `Links.Oem.Dell.DellAttributes`).
+    pub attributes: Vec<AttributesTpl>,
+}
+
+/// A resource holding BMC attributes, and its settings object (pending values).
+#[derive(Debug)]
+pub(crate) struct AttributesTpl {
+    pub path: String,
+    pub settings_path: Option<String>,
+    pub attributes: Arc<Map<String, Value>>,
 }
 
 /// A virtual media slot of the template.
@@ -114,6 +124,10 @@ pub(crate) enum Role {
     Media(usize),
     BiosFirmware(usize),
     BmcFirmware(usize),
+    /// Attribute resource `.1` of manager `.0`.
+    ManagerAttributes(usize, usize),
+    /// Its settings object.
+    ManagerAttributesSettings(usize, usize),
     SystemsCollection,
 }
 
@@ -317,6 +331,31 @@ impl Template {
             if let Some(vm) = link(m, "VirtualMedia").and_then(|p| get(&p).map(members)) {
                 media_paths.extend(vm);
             }
+            let attributes = m
+                .pointer("/Links/Oem/Dell/DellAttributes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l.get("@odata.id").and_then(Value::as_str))
+                .filter_map(|p| {
+                    let p = canon(p).into_owned();
+                    let v = get(&p)?;
+                    Some(AttributesTpl {
+                        settings_path: v
+                            .pointer("/@Redfish.Settings/SettingsObject/@odata.id")
+                            .and_then(Value::as_str)
+                            .map(|s| canon(s).into_owned())
+                            .filter(|s| get(s).is_some()),
+                        attributes: Arc::new(
+                            v.get("Attributes")
+                                .and_then(Value::as_object)
+                                .cloned()
+                                .unwrap_or_default(),
+                        ),
+                        path: p,
+                    })
+                })
+                .collect();
             managers.push(ManagerTpl {
                 path: mp.clone(),
                 reset_types,
@@ -325,6 +364,7 @@ impl Template {
                     .and_then(Value::as_str)
                     .map(String::from),
                 inventory,
+                attributes,
             });
         }
 
@@ -538,6 +578,12 @@ impl Template {
         }
         for (i, m) in managers.iter().enumerate() {
             roles_of.insert(m.path.as_str().into(), Role::Manager(i));
+            for (a, attrs) in m.attributes.iter().enumerate() {
+                roles_of.insert(attrs.path.as_str().into(), Role::ManagerAttributes(i, a));
+                if let Some(sp) = &attrs.settings_path {
+                    roles_of.insert(sp.as_str().into(), Role::ManagerAttributesSettings(i, a));
+                }
+            }
             if let Some(f) = &m.inventory {
                 roles_of
                     .entry(f.as_str().into())

@@ -7,10 +7,11 @@ use api::server::{Server, ServerState};
 use api::serverclaim::ServerClaim;
 use api::servermaintenance::{ServerMaintenance, ServerMaintenanceState};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use metal_bmc_sim::{BmcInfo, GroupSpec, Knobs, RackSpec, SimHandle, Simulator};
+use metal_bmc_sim::{BmcInfo, GroupSpec, Knobs, RackSpec, SimHandle, Simulator, TemplateSource};
 use metal_maintenance::{Config, Maintenance};
 use serde_json::{Value, json};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +66,17 @@ impl Harness {
 
     /// [`Harness::new`] with simulator knobs (power transitions always take 200 ms).
     pub async fn with(prefix: &str, base: &str, count: usize, knobs: Knobs) -> Harness {
+        Self::with_template(prefix, base, count, knobs, TemplateSource::default()).await
+    }
+
+    /// [`Harness::with`] serving `template` (e.g. a vendor tree) instead of the default one.
+    pub async fn with_template(
+        prefix: &str,
+        base: &str,
+        count: usize,
+        knobs: Knobs,
+        template: TemplateSource,
+    ) -> Harness {
         if std::env::var_os("RUST_LOG").is_some() {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -83,6 +95,7 @@ impl Harness {
                     power_delay_ms: 200,
                     ..knobs
                 },
+                template,
                 ..GroupSpec::default()
             }],
             ..RackSpec::default()
@@ -364,4 +377,42 @@ pub fn redfish_client(h: &Harness, i: usize) -> redfish::Client {
         redfish::ClientOptions::default(),
     )
     .unwrap()
+}
+
+impl Harness {
+    /// `POST Manager.Reset` requests the BMC `i` received.
+    pub fn manager_resets(&self, i: usize) -> u64 {
+        self.sim
+            .request_counts(i)
+            .unwrap()
+            .by_request
+            .iter()
+            .filter(|(k, _)| k.starts_with("POST ") && k.ends_with("Manager.Reset"))
+            .map(|(_, n)| *n)
+            .sum()
+    }
+}
+
+/// A hook that lets an instance run until it reaches `at`, then parks it there (the test then
+/// aborts it: the same as SIGKILL at that point, nothing after the step runs).
+pub fn stop_at(at: &'static str, reached: Arc<tokio::sync::Notify>) -> metal_maintenance::StepHook {
+    Arc::new(move |name| {
+        let reached = reached.clone();
+        Box::pin(async move {
+            if name == at {
+                reached.notify_one();
+                std::future::pending::<()>().await;
+            }
+        })
+    })
+}
+
+pub fn spawn_with(
+    h: &Harness,
+    config: metal_maintenance::Config,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let admin = runtime::admin::AdminState::default();
+    let m = metal_maintenance::Maintenance::start(h.client.clone(), config, &admin);
+    tokio::spawn(m.run(stop))
 }

@@ -217,6 +217,71 @@ impl Client {
         .await
     }
 
+    /// The attribute resources, `attrs` in the names the BMC writes, the current values, and
+    /// whether a write of `attrs` needs a BMC reset; invalid attributes are an error.
+    async fn manager_plan(
+        &self,
+        ctx: &Ctx,
+        manager: &str,
+        attrs: &BTreeMap<String, AttributeValue>,
+    ) -> Result<
+        (
+            Vec<Resource>,
+            BTreeMap<String, AttributeValue>,
+            BTreeMap<String, AttributeValue>,
+            bool,
+        ),
+        Error,
+    > {
+        let (_, res) = self.manager_sources(ctx, manager).await?;
+        let dell = res.len() > 1 || res.first().is_some_and(|r| r.source != manager);
+        let registry = self
+            .attribute_registry(
+                ctx,
+                None,
+                if dell {
+                    "ManagerAttributeRegistry"
+                } else {
+                    "AttributeRegistry"
+                },
+            )
+            .await?;
+        let registry = match registry {
+            Some(r) => Some(r),
+            None if dell => Some(dell_common_registry()),
+            None => None,
+        };
+        let attrs = match &registry {
+            Some(r) => display_to_value_names(r, attrs),
+            None => attrs.clone(),
+        };
+        let mut current = BTreeMap::new();
+        for r in &res {
+            current.extend(r.bios.attributes.clone());
+        }
+        let reset_required = match &registry {
+            Some(r) => validate_attributes(r, &attrs),
+            None => validate_against_current(&current, &attrs),
+        }
+        .map_err(|e| self.err(ErrorKind::InvalidAttributes(e)))?;
+        Ok((res, attrs, current, reset_required))
+    }
+
+    /// Validates BMC attributes without writing them: whether writing them needs a BMC reset
+    /// (by the manager attribute registry), so a caller can record that before it writes.
+    pub async fn check_manager_attributes(
+        &self,
+        manager: &str,
+        attrs: &BTreeMap<String, AttributeValue>,
+    ) -> Result<bool, Error> {
+        let ctx = self.ctx();
+        self.within(&ctx, async {
+            let (_, _, _, reset_required) = self.manager_plan(&ctx, manager, attrs).await?;
+            Ok(reset_required)
+        })
+        .await
+    }
+
     /// Writes BMC attributes to apply immediately. Validates against the manager attribute registry
     /// (Dell: `ManagerAttributeRegistry`, else a built-in list of common iDRAC attributes), groups the
     /// writes per attribute resource and PATCHes each settings object with `If-Match` when it has an
@@ -228,27 +293,7 @@ impl Client {
     ) -> Result<BiosApply, Error> {
         let ctx = self.ctx();
         self.within(&ctx, async {
-            let (_, res) = self.manager_sources(&ctx, manager).await?;
-            let dell = res.len() > 1 || res.first().is_some_and(|r| r.source != manager);
-            let registry = self.attribute_registry(&ctx, None, if dell { "ManagerAttributeRegistry" } else { "AttributeRegistry" }).await?;
-            let registry = match registry {
-                Some(r) => Some(r),
-                None if dell => Some(dell_common_registry()),
-                None => None,
-            };
-            let attrs = match &registry {
-                Some(r) => display_to_value_names(r, attrs),
-                None => attrs.clone(),
-            };
-            let mut current = BTreeMap::new();
-            for r in &res {
-                current.extend(r.bios.attributes.clone());
-            }
-            let reset_required = match &registry {
-                Some(r) => validate_attributes(r, &attrs),
-                None => validate_against_current(&current, &attrs),
-            }
-            .map_err(|e| self.err(ErrorKind::InvalidAttributes(e)))?;
+            let (res, attrs, current, reset_required) = self.manager_plan(&ctx, manager, attrs).await?;
             let changed = changes(&current, &BTreeMap::new(), &attrs);
             if changed.is_empty() {
                 return Ok(BiosApply { changed, reset_required: false, target: None });
