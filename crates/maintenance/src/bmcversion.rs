@@ -213,6 +213,30 @@ pub(crate) async fn adoptable_task(
     })
 }
 
+/// Condition of a BMCVersion that waits for an older one of the same BMC.
+pub const CONFLICT: &str = "Conflict";
+
+/// The oldest other BMCVersion (by creation, then name) naming BMC `bmc`, if it is older than
+/// `bv`.
+fn earlier_for_bmc(ctx: &Ctx, bv: &BMCVersion, bmc: &str) -> Option<String> {
+    let key = |o: &BMCVersion| {
+        (
+            o.metadata.creation_timestamp.clone().map(|t| t.0),
+            o.name_any(),
+        )
+    };
+    ctx.caches
+        .bmc_versions
+        .store()
+        .state()
+        .into_iter()
+        .filter(|o| o.spec.bmc_ref.as_ref().is_some_and(|r| r.name == bmc))
+        .filter(|o| o.metadata.deletion_timestamp.is_none() && o.uid() != bv.uid())
+        .filter(|o| key(o) < key(bv))
+        .min_by_key(|o| key(o))
+        .map(|o| o.name_any())
+}
+
 async fn reconcile_one(bv: &BMCVersion, ctx: &Ctx) -> Result<Action, Error> {
     if api::constants::ignored(bv.meta()) {
         return Ok(Action::await_change());
@@ -240,6 +264,27 @@ async fn reconcile_one(bv: &BMCVersion, ctx: &Ctx) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let mut status = bv.status.clone().unwrap_or_default();
+    // Two BMCVersions of one BMC would flash it back and forth: the oldest acts, the others
+    // wait and say for which.
+    if let Some(first) = bmc_name
+        .as_deref()
+        .and_then(|b| earlier_for_bmc(ctx, bv, b))
+    {
+        status.state = Some(VersionState::Pending);
+        conditions::set(
+            &mut status.conditions,
+            cond(
+                bv,
+                CONFLICT,
+                true,
+                "OtherBMCVersion",
+                &format!("BMCVersion {first} is older and names the same BMC; delete one of them"),
+            ),
+        );
+        write(ctx, bv, &status).await?;
+        return Ok(Action::requeue(ctx.config.resync));
+    }
+    conditions::remove(&mut status.conditions, CONFLICT);
     let failed = status.state == Some(VersionState::Failed);
     if window::retry_requested(bv) {
         if failed {

@@ -250,7 +250,12 @@ async fn a_bmc_stepping_stone_chain_is_installed_in_order() {
     h.wait_server(0, ServerState::Available, false).await;
     h.no_maintenances_left().await;
 
-    // A BMC already past the first stone starts at the second.
+    // A BMC already past the first stone starts at the second (the first object goes: one
+    // BMCVersion acts per BMC).
+    h.bmc_versions()
+        .delete(&h.obj("chain"), &Default::default())
+        .await
+        .unwrap();
     h.create_bmc_version("chain-2", 0, "9.0.0", &["7.5.0", "8.5.0"], 2)
         .await;
     h.wait_bmc_version("chain-2", VersionState::Completed).await;
@@ -391,4 +396,33 @@ async fn killed_at_every_step_of_a_bmc_update_nothing_is_sent_twice() {
         );
     }
     h.no_maintenances_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_bmc_version_of_one_bmc_waits_for_the_first() {
+    let h = Harness::with("bmc-two", "127.42.8.1", 1, bmc_tasks(500)).await;
+    h.create_bmc_version("first", 0, "7.50.0", &[], 2).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.create_bmc_version("second", 0, "7.60.0", &[], 2).await;
+    h.wait_bmc_version("first", VersionState::Completed).await;
+    let second = h.bmc_versions().get(&h.obj("second")).await.unwrap();
+    let c = api::conditions::get(&second.status.unwrap().conditions, "Conflict")
+        .cloned()
+        .expect("Conflict condition");
+    assert!(c.message.contains(&h.obj("first")), "{}", c.message);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        running_bmc_version(&h, 0),
+        "7.50.0",
+        "not pulled to the second's version"
+    );
+    assert_eq!(h.updates(0), 1);
+    // Deleting the first lets the second act.
+    h.bmc_versions()
+        .delete(&h.obj("first"), &Default::default())
+        .await
+        .unwrap();
+    h.wait_bmc_version("second", VersionState::Completed).await;
+    assert_eq!(running_bmc_version(&h, 0), "7.60.0");
+    assert_eq!(h.updates(0), 2);
 }
