@@ -194,6 +194,27 @@ pub(crate) async fn ensure_windows<K: BmcLevel>(
     Ok(all_hold)
 }
 
+/// The finalizer's part of a reconcile: a deleted object releases its maintenances and drops
+/// the finalizer; one without the finalizer gets it. `Some` when the reconcile ends there.
+pub(crate) async fn lifecycle<K: BmcLevel>(
+    ctx: &Ctx,
+    obj: &K,
+) -> Result<Option<kube::runtime::controller::Action>, Error> {
+    let has_finalizer = obj.finalizers().iter().any(|f| f == K::FINALIZER);
+    if obj.meta().deletion_timestamp.is_some() {
+        if has_finalizer {
+            release(ctx, obj).await?;
+            writes::set_finalizer(&api::<K>(ctx), &obj.name_any(), K::FINALIZER, false).await?;
+        }
+        return Ok(Some(kube::runtime::controller::Action::await_change()));
+    }
+    if !has_finalizer {
+        apply_own(ctx, obj, &obj.maintenance_refs()).await?;
+        return Ok(Some(kube::runtime::controller::Action::await_change()));
+    }
+    Ok(None)
+}
+
 /// Deletes every maintenance the object owns and clears the references.
 pub(crate) async fn release<K: BmcLevel>(ctx: &Ctx, obj: &K) -> Result<(), Error> {
     let refs = obj.maintenance_refs();

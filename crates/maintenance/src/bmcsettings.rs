@@ -18,7 +18,7 @@ use crate::bmclevel;
 use crate::{Caches, Ctx, Error, now, window, writes};
 use api::bmcsettings::{BMCSettings, BMCSettingsState, BMCSettingsStatus, VariableSourceValueFrom};
 use api::conditions;
-use api::constants::{condition_types as ct, finalizers, reasons};
+use api::constants::{condition_types as ct, reasons};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -327,22 +327,8 @@ async fn reconcile_one(bs: &BMCSettings, ctx: &Ctx) -> Result<Action, Error> {
     if ctx.config.server_selector.is_some() && servers.is_empty() {
         return Ok(Action::await_change());
     }
-    let has_finalizer = bs
-        .finalizers()
-        .iter()
-        .any(|f| f == finalizers::BMC_SETTINGS);
-    if bs.metadata.deletion_timestamp.is_some() {
-        if has_finalizer {
-            bmclevel::release(ctx, bs).await?;
-            writes::set_finalizer(&api(ctx), &bs.name_any(), finalizers::BMC_SETTINGS, false)
-                .await?;
-        }
-        return Ok(Action::await_change());
-    }
-    if !has_finalizer {
-        let refs = bmclevel::BmcLevel::maintenance_refs(bs);
-        bmclevel::apply_own(ctx, bs, &refs).await?;
-        return Ok(Action::await_change());
+    if let Some(done) = bmclevel::lifecycle(ctx, bs).await? {
+        return Ok(done);
     }
     let mut status = bs.status.clone().unwrap_or_default();
     let failed = status.state == Some(BMCSettingsState::Failed);

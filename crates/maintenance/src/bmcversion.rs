@@ -20,7 +20,7 @@ use api::biosversion::VersionState;
 use api::bmcversion::{BMCVersion, BMCVersionStatus};
 use api::common::{ImageSpec, Task, UpdatePolicy};
 use api::conditions;
-use api::constants::{condition_types as ct, finalizers, reasons};
+use api::constants::{condition_types as ct, reasons};
 use futures::StreamExt as _;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -250,18 +250,8 @@ async fn reconcile_one(bv: &BMCVersion, ctx: &Ctx) -> Result<Action, Error> {
     if ctx.config.server_selector.is_some() && servers.is_empty() {
         return Ok(Action::await_change());
     }
-    let has_finalizer = bv.finalizers().iter().any(|f| f == finalizers::BMC_VERSION);
-    if bv.metadata.deletion_timestamp.is_some() {
-        if has_finalizer {
-            bmclevel::release(ctx, bv).await?;
-            writes::set_finalizer(&api(ctx), &bv.name_any(), finalizers::BMC_VERSION, false)
-                .await?;
-        }
-        return Ok(Action::await_change());
-    }
-    if !has_finalizer {
-        bmclevel::apply_own(ctx, bv, &bv.spec.server_maintenance_refs).await?;
-        return Ok(Action::await_change());
+    if let Some(done) = bmclevel::lifecycle(ctx, bv).await? {
+        return Ok(done);
     }
     let mut status = bv.status.clone().unwrap_or_default();
     // Two BMCVersions of one BMC would flash it back and forth: the oldest acts, the others
