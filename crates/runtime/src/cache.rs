@@ -63,6 +63,9 @@ where
         let (synced_tx, synced) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut on_synced = Some(on_synced);
+            // What the store held when a re-list began: objects missing from the new list were
+            // deleted while the watch was down and get a `Deleted` of their own.
+            let mut before_relist: Vec<Arc<K>> = Vec::new();
             let stream = watcher(api, config)
                 .default_backoff()
                 .modify(|o| o.managed_fields_mut().clear())
@@ -80,6 +83,9 @@ where
                     }
                     Ok(Event::InitDone) => {
                         tracing::trace!(kind = %kind, cached = reader.len(), "synced");
+                        for gone in vanished(std::mem::take(&mut before_relist), &reader) {
+                            let _ = sender.send(Change::Deleted(gone));
+                        }
                         if let Some(f) = on_synced.take() {
                             synced_tx.send_replace(true);
                             f();
@@ -88,7 +94,8 @@ where
                             let _ = sender.send(Change::Applied(o));
                         }
                     }
-                    Ok(Event::Init | Event::InitApply(_)) => {}
+                    Ok(Event::Init) => before_relist = reader.state(),
+                    Ok(Event::InitApply(_)) => {}
                     Err(e) => tracing::warn!(kind = %kind, error = %e, "watch failed; retrying"),
                 }
             }
@@ -160,6 +167,22 @@ where
     }
 }
 
+/// The objects of `before` that `store` no longer holds: deletions a re-list (after a watch
+/// expired, `410 Gone`) would otherwise swallow, since the reflector just replaces its state.
+fn vanished<K>(before: Vec<Arc<K>>, store: &Store<K>) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    before
+        .into_iter()
+        .filter(|o| {
+            store
+                .get(&reflector::ObjectRef::from_obj(o.as_ref()))
+                .is_none()
+        })
+        .collect()
+}
+
 impl<K> std::fmt::Debug for SharedWatch<K>
 where
     K: Lookup + Clone + 'static,
@@ -179,5 +202,39 @@ where
 {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn cm(name: &str) -> ConfigMap {
+        let mut o = ConfigMap::default();
+        o.metadata.name = Some(name.into());
+        o.metadata.namespace = Some("ns".into());
+        o
+    }
+
+    #[test]
+    fn a_relist_reports_what_disappeared_while_the_watch_was_down() {
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        for n in ["a", "b", "c"] {
+            writer.apply_watcher_event(&Event::Apply(cm(n)));
+        }
+        let before = store.state();
+        // The re-list after a 410: "b" was deleted meanwhile, "d" created.
+        writer.apply_watcher_event(&Event::Init);
+        for n in ["a", "c", "d"] {
+            writer.apply_watcher_event(&Event::InitApply(cm(n)));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        let gone: Vec<String> = vanished(before, &store)
+            .iter()
+            .map(|o| o.name_any())
+            .collect();
+        assert_eq!(gone, vec!["b".to_string()]);
+        assert!(vanished(Vec::new(), &store).is_empty());
     }
 }
