@@ -170,6 +170,9 @@ pub const MAINTENANCE_NEEDED_LABEL: &str = "metal.ironcore.dev/maintenance-neede
 pub const MAINTENANCE_APPROVED_LABEL: &str = "metal.ironcore.dev/maintenance-approved";
 /// Label requesting maintenance for a server.
 pub const MAINTENANCE_REQUESTED_LABEL: &str = "metal.ironcore.dev/maintenance-requested";
+/// Label on a ServerBootConfiguration that a ServerMaintenance created from its template (the
+/// value is the maintenance's name): maintenance watches only these.
+pub const MAINTENANCE_BOOT_LABEL: &str = "metal.ironcore.dev/maintenance-boot";
 /// Annotation carrying the reason of a maintenance request.
 pub const MAINTENANCE_REASON_ANNOTATION: &str = "metal.ironcore.dev/maintenance-reason";
 

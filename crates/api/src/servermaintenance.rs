@@ -43,6 +43,9 @@ use serde::{Deserialize, Serialize};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "!has(self.serverBootConfigurationTemplate) || self.serverBootConfigurationTemplate.spec.serverRef.name == self.serverRef.name"
+).message("serverBootConfigurationTemplate.spec.serverRef must name the maintained server (spec.serverRef)"))]
 pub struct ServerMaintenanceSpec {
     /// Whether the claim owner must approve first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,7 +69,9 @@ pub struct ServerMaintenanceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 0))]
     pub priority: Option<i32>,
-    /// Boot configuration to create and boot while in maintenance.
+    /// Boot configuration to create and boot while in maintenance (in this maintenance's
+    /// namespace, owned by it, deleted when it ends). With `serverPower: Off` it is prepared
+    /// but not booted until the power is switched to On.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_boot_configuration_template: Option<ServerBootConfigurationTemplate>,
 }

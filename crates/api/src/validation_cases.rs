@@ -966,6 +966,28 @@ pub fn cases() -> Vec<CelCase> {
         )),
         "serverRef is immutable",
     );
+    b.cel(
+        "cel-sm-template-names-the-server",
+        "ServerMaintenance",
+        ".spec",
+        with(
+            maintenance(),
+            "/spec/serverBootConfigurationTemplate",
+            json!({
+                "name": "server-1-maintenance",
+                "spec": { "serverRef": { "name": "server-1" }, "image": "ghcr.io/example/diag:1.0" },
+            }),
+        ),
+        with(
+            maintenance(),
+            "/spec/serverBootConfigurationTemplate",
+            json!({
+                "name": "server-1-maintenance",
+                "spec": { "serverRef": { "name": "server-9" }, "image": "ghcr.io/example/diag:1.0" },
+            }),
+        ),
+        "serverBootConfigurationTemplate.spec.serverRef must name the maintained server",
+    );
     // The template embeds a ServerBootConfiguration spec, so our SBC additions are checked
     // there too.
     let sm_sbc = |spec: Value| {

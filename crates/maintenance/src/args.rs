@@ -41,6 +41,15 @@ pub struct MaintenanceArgs {
     #[arg(long, env = "METAL_BMC_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub bmc_timeout: Duration,
 
+    /// Time a maintenance boot may take until the server fetches its boot script before the
+    /// boot is sent again.
+    #[arg(long, env = "METAL_MAINTENANCE_BOOT_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
+    pub maintenance_boot_timeout: Duration,
+
+    /// Boot override of maintenance boots: `Pxe` or `UefiHttp` (as provisioning's).
+    #[arg(long, env = "METAL_NETWORK_BOOT_TARGET", default_value = "Pxe", value_parser = runtime::flags::parse_network_boot_target)]
+    pub network_boot_target: redfish::models::BootSource,
+
     /// CA bundle (PEM file) for BMCs whose BMCSecret carries no `ca.crt`.
     #[arg(long, env = "METAL_BMC_CA")]
     pub bmc_ca: Option<PathBuf>,
@@ -68,6 +77,8 @@ impl MaintenanceArgs {
             power_timeout: self.power_timeout.max(Duration::from_secs(5)),
             bmc_timeout: self.bmc_timeout.max(Duration::from_secs(1)),
             bmc_ca,
+            maintenance_boot_timeout: self.maintenance_boot_timeout.max(Duration::from_secs(5)),
+            network_boot_target: self.network_boot_target.clone(),
         })
     }
 }

@@ -84,12 +84,6 @@ pub(crate) async fn run(ctx: Arc<Ctx>, caches: &Caches, shutdown: CancellationTo
         .await;
 }
 
-async fn step(ctx: &Ctx, name: &'static str) {
-    if let Some(hook) = &ctx.config.step_hook {
-        hook(name).await;
-    }
-}
-
 fn api(ctx: &Ctx) -> Api<BMCSettings> {
     Api::all(ctx.client.clone())
 }
@@ -656,10 +650,10 @@ async fn send(
     conditions::remove(&mut status.conditions, ct::SETTINGS_UPDATE_ISSUED);
     status.conditions.push(rec.clone());
     let recorded = record(ctx, bs, &status).await?;
-    step(ctx, "bmc-settings-recorded").await;
+    ctx.step("bmc-settings-recorded").await;
     let sent = bmc.set_manager_attributes(manager, &changes).await;
     ctx.requests.observe("bmc_settings", &sent);
-    step(ctx, "bmc-settings-sent").await;
+    ctx.step("bmc-settings-sent").await;
     match sent {
         Ok(_) => {
             rec.reason = if reset_required { SENT_RESET } else { SENT }.into();
@@ -724,7 +718,7 @@ async fn reset_bmc(
     rec.last_transition_time = now();
     conditions::set(&mut status.conditions, rec);
     record(ctx, bs, status).await?;
-    step(ctx, "bmc-settings-reset-recorded").await;
+    ctx.step("bmc-settings-reset-recorded").await;
     let sent = bmc.reset_manager(manager, ResetType::GracefulRestart).await;
     ctx.requests.observe("bmc_reset", &sent);
     match sent {

@@ -39,14 +39,6 @@ const CLOCK_SLACK: Duration = bmclevel::CLOCK_SLACK;
 /// Condition on the BMCVersion saying whether the BMC answers.
 pub const BMC_REACHABLE: &str = "BMCReachable";
 
-/// Records the last step passed, for tests that stop the controller at each step in turn (see
-/// [`crate::Config::step_hook`]).
-async fn step(ctx: &Ctx, name: &'static str) {
-    if let Some(hook) = &ctx.config.step_hook {
-        hook(name).await;
-    }
-}
-
 pub(crate) async fn run(ctx: Arc<Ctx>, caches: &Caches, shutdown: CancellationToken) {
     let store = caches.bmc_versions.store();
     let by_bmc = store.clone();
@@ -534,10 +526,10 @@ async fn issue(
     rec.last_transition_time = now();
     status.conditions.push(rec);
     let recorded = record(ctx, bv, &status).await?;
-    step(ctx, "bmc-update-recorded").await;
+    ctx.step("bmc-update-recorded").await;
     let started = bmc.simple_update(&req).await;
     ctx.requests.observe("bmc_firmware_update", &started);
-    step(ctx, "bmc-update-sent").await;
+    ctx.step("bmc-update-sent").await;
     match started {
         Ok(handle) => {
             let mut task = firmware::mirror(handle.monitor.clone(), None);
@@ -616,7 +608,7 @@ async fn poll(
                 ),
             );
             write(ctx, bv, &status).await?;
-            step(ctx, "bmc-task-completed").await;
+            ctx.step("bmc-task-completed").await;
             Ok(Action::requeue(Duration::from_millis(500)))
         }
         Err(e) if e.status() == Some(404) => {
@@ -635,7 +627,7 @@ async fn poll(
                 ),
             );
             write(ctx, bv, &status).await?;
-            step(ctx, "bmc-task-completed").await;
+            ctx.step("bmc-task-completed").await;
             Ok(Action::requeue(POLL))
         }
         Err(e) => {
@@ -680,7 +672,7 @@ async fn after_task(
             ),
         );
         write(ctx, bv, &status).await?;
-        step(ctx, "bmc-task-completed").await;
+        ctx.step("bmc-task-completed").await;
         return Ok(Action::requeue(POLL));
     }
     let waited = record_age(&status, ct::VERSION_UPGRADE_COMPLETED).unwrap_or_default();
@@ -711,7 +703,7 @@ async fn after_task(
     rec.last_transition_time = now();
     conditions::set(&mut status.conditions, rec);
     record(ctx, bv, &status).await?;
-    step(ctx, "bmc-reset-recorded").await;
+    ctx.step("bmc-reset-recorded").await;
     let sent = bmc.reset_manager(manager, ResetType::GracefulRestart).await;
     ctx.requests.observe("bmc_reset", &sent);
     match sent {

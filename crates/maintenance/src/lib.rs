@@ -10,6 +10,8 @@
 //! * **BIOS settings** ([`bios`]): check version and validity without disturbing the server,
 //!   request a maintenance only when something must change, write pending attributes step by
 //!   step, reboot once per step, verify, release the maintenance;
+//! * **maintenance boot** ([`mboot`]): a maintenance's boot configuration template is
+//!   created, served by provisioning's boot server and booted once per configuration;
 //! * **park** ([`park`]): the `park` / `unpark` operations on Servers (state `Parked`, powered
 //!   off, other controllers stand down).
 //!
@@ -25,6 +27,7 @@ pub mod bmcsettings;
 pub mod bmcversion;
 pub mod error;
 pub mod firmware;
+pub mod mboot;
 pub mod metrics;
 pub mod park;
 pub mod plan;
@@ -43,6 +46,7 @@ use api::bmc::BMC;
 use api::bmcsettings::BMCSettings;
 use api::bmcversion::BMCVersion;
 use api::server::Server;
+use api::serverbootconfiguration::ServerBootConfiguration;
 use api::serverclaim::ServerClaim;
 use api::servermaintenance::ServerMaintenance;
 use api::sets::{BIOSSettingsSet, BIOSVersionSet, BMCSettingsSet, BMCVersionSet};
@@ -84,6 +88,11 @@ pub struct Config {
     /// Awaited after each named side-effecting step of the BMC flows: how the step-wise kill
     /// tests stop an instance exactly there. Not reachable from the command line.
     pub step_hook: Option<StepHook>,
+    /// How long a maintenance boot may take until its boot script is fetched before it is
+    /// sent again.
+    pub maintenance_boot_timeout: Duration,
+    /// Boot override of maintenance boots (`Pxe` or `UefiHttp`, as provisioning's).
+    pub network_boot_target: redfish::models::BootSource,
 }
 
 /// See [`Config::step_hook`].
@@ -110,6 +119,8 @@ impl Config {
             bmc_timeout: Duration::from_secs(30),
             bmc_ca: None,
             step_hook: None,
+            maintenance_boot_timeout: Duration::from_secs(15 * 60),
+            network_boot_target: redfish::models::BootSource::Pxe,
         }
     }
 }
@@ -128,6 +139,8 @@ impl std::fmt::Debug for Config {
             .field("bmc_timeout", &self.bmc_timeout)
             .field("bmc_ca_bytes", &self.bmc_ca.as_ref().map(Vec::len))
             .field("step_hook", &self.step_hook.is_some())
+            .field("maintenance_boot_timeout", &self.maintenance_boot_timeout)
+            .field("network_boot_target", &self.network_boot_target)
             .finish()
     }
 }
@@ -147,6 +160,8 @@ pub(crate) struct Caches {
     bmc_version_sets: SharedWatch<BMCVersionSet>,
     bmc_settings: SharedWatch<BMCSettings>,
     bmc_settings_sets: SharedWatch<BMCSettingsSet>,
+    /// Only the configurations maintenances created (by label).
+    boot_configurations: SharedWatch<ServerBootConfiguration>,
 }
 
 impl Caches {
@@ -216,6 +231,11 @@ impl Caches {
                 watcher::Config::default(),
                 gate("cache/bmcsettingssets"),
             ),
+            boot_configurations: SharedWatch::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default().labels(api::constants::MAINTENANCE_BOOT_LABEL),
+                gate("cache/serverbootconfigurations"),
+            ),
         }
     }
 
@@ -232,6 +252,7 @@ impl Caches {
         self.bmc_version_sets.ready().await;
         self.bmc_settings.ready().await;
         self.bmc_settings_sets.ready().await;
+        self.boot_configurations.ready().await;
     }
 }
 
@@ -243,6 +264,7 @@ pub(crate) struct Ctx {
     pub(crate) servers: Store<Server>,
     pub(crate) claims: Store<ServerClaim>,
     pub(crate) maintenances: Store<ServerMaintenance>,
+    pub(crate) boot_configurations: Store<ServerBootConfiguration>,
     pub(crate) bmcs: Arc<Bmcs>,
     pub(crate) metrics: ReconcileMetrics,
     pub(crate) requests: metrics::BmcRequests,
@@ -260,6 +282,39 @@ impl Ctx {
                 .servers
                 .get(&kube::runtime::reflector::ObjectRef::new(name))
                 .is_some()
+    }
+
+    /// Passes named side-effecting step `name` ([`Config::step_hook`]).
+    pub(crate) async fn step(&self, name: &'static str) {
+        if let Some(hook) = &self.config.step_hook {
+            hook(name).await;
+        }
+    }
+
+    /// Sends a power-off the caller has recorded (forced when a graceful one timed out); a
+    /// refusal becomes a warning event on `regarding`, and the record's timeout decides what
+    /// follows.
+    pub(crate) async fn send_power_off<K: kube::Resource<DynamicType = ()>>(
+        &self,
+        regarding: &K,
+        bmc: &redfish::Client,
+        system: &str,
+        force: bool,
+        what: &str,
+    ) {
+        let sent = if force {
+            bmc.force_off(system).await
+        } else {
+            bmc.power_off(system).await
+        };
+        self.requests.observe("power", &sent);
+        if let Err(e) = sent {
+            self.events.warning(
+                regarding,
+                "PowerRequestFailed",
+                format!("{what}: requesting power Off failed: {e}"),
+            );
+        }
     }
 
     /// Every maintenance naming server `name`.
@@ -349,6 +404,7 @@ impl Maintenance {
             servers: self.caches.servers.store(),
             claims: self.caches.claims.store(),
             maintenances: self.caches.maintenances.store(),
+            boot_configurations: self.caches.boot_configurations.store(),
             bmcs: self.bmcs.clone(),
             metrics: self.metrics.clone(),
             requests: self.requests.clone(),

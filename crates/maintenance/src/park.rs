@@ -27,7 +27,6 @@ use kube::ResourceExt as _;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use redfish::models::{ComputerSystem, PowerState};
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -164,7 +163,7 @@ fn condition(server: &Server, status: ConditionStatus, reason: &str, message: &s
 }
 
 async fn record(api: &Api<Server>, server: &Server, c: Condition) -> Result<Server, Error> {
-    writes::apply_status_if_unchanged(api, server, json!({ "conditions": [c] })).await
+    writes::apply_server_conditions(api, server, vec![c]).await
 }
 
 async fn reconcile_one(server: &Server, ctx: &Ctx) -> Result<Action, Error> {
@@ -336,19 +335,8 @@ async fn ensure_off(ctx: &Ctx, api: &Api<Server>, server: &Server) -> Result<Act
             // Recorded first (resourceVersion precondition): a second reconcile working from
             // the same read cannot also send.
             record(api, server, c).await?;
-            let sent = if retry {
-                bmc.force_off(&system).await
-            } else {
-                bmc.power_off(&system).await
-            };
-            ctx.requests.observe("power", &sent);
-            if let Err(e) = sent {
-                ctx.events.warning(
-                    server,
-                    "PowerRequestFailed",
-                    format!("park: requesting power Off failed: {e}"),
-                );
-            }
+            ctx.send_power_off(server, &bmc, &system, retry, "park")
+                .await;
             Ok(Action::requeue(POWER_POLL))
         }
     }
@@ -371,6 +359,7 @@ async fn record_if_changed(api: &Api<Server>, server: &Server, c: Condition) -> 
 mod tests {
     use super::*;
     use api::server::ServerStatus;
+    use serde_json::json;
     use std::collections::BTreeMap;
 
     fn server(state: Option<ServerState>, annotations: &[(&str, &str)], claimed: bool) -> Server {

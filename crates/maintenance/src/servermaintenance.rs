@@ -49,6 +49,14 @@ pub(crate) async fn run(ctx: Arc<Ctx>, caches: &Caches, shutdown: CancellationTo
     let by_peer = ctx.maintenances.clone();
     let servers = ctx.servers.clone();
     Controller::for_shared_stream(caches.maintenances.applied(), ctx.maintenances.clone())
+        .watches_shared_stream(caches.boot_configurations.touched(), |sbc| {
+            // Created from a maintenance's template: labelled with its name.
+            let owner = sbc
+                .labels()
+                .get(api::constants::MAINTENANCE_BOOT_LABEL)?
+                .clone();
+            Some(ObjectRef::<ServerMaintenance>::new(&owner).within(&sbc.namespace()?))
+        })
         .watches_shared_stream(caches.servers.touched(), move |server| {
             refs_for_server(&by_server, &server.name_any())
         })
@@ -178,6 +186,19 @@ async fn reconcile_one(sm: &ServerMaintenance, ctx: &Ctx) -> Result<Action, Erro
             }
             Step::HandBack(to) => {
                 let s = server.as_ref().expect("HandBack implies a server");
+                if s.spec.maintenance_boot_configuration_ref.is_some()
+                    || sm.spec.server_boot_configuration_template.is_some()
+                {
+                    match end_boot(ctx, sm, s).await? {
+                        Some(s) => server = Some(s),
+                        None => return Ok(Action::requeue(POWER_POLL)),
+                    }
+                    let s = server.as_ref().expect("still the server");
+                    if s.spec.maintenance_boot_configuration_ref.is_some() {
+                        continue;
+                    }
+                }
+                let s = server.as_ref().expect("HandBack implies a server");
                 if sm.spec.locator_led.is_some_and(|l| l != IndicatorLED::Off)
                     && let Ok((bmc, system)) = ctx.bmcs.for_server(s).await
                     && let Err(e) = bmc.set_indicator_led(&system, IndicatorLed::Off).await
@@ -255,34 +276,39 @@ async fn write_status(
     state: ServerMaintenanceState,
     condition: Condition,
 ) -> Result<(), Error> {
-    write_conditions(ctx, sm, state, vec![condition], false).await
+    write_conditions(ctx, sm, state, vec![condition], &[]).await?;
+    Ok(())
 }
 
+/// Writes state and `updates` (keeping the other conditions and unchanged transition times);
+/// `fresh` names records that start anew (their old entry is dropped first, so the transition
+/// time is now). Returns the written object, `None` when nothing changed.
 async fn write_conditions(
     ctx: &Ctx,
     sm: &ServerMaintenance,
     state: ServerMaintenanceState,
     updates: Vec<Condition>,
-    fresh_power_record: bool,
-) -> Result<(), Error> {
+    fresh: &[&str],
+) -> Result<Option<ServerMaintenance>, Error> {
     let old = sm.status.clone().unwrap_or_default();
     let mut list = old.conditions.clone();
     let mut changed = old.state != Some(state);
-    if fresh_power_record {
-        list.retain(|c| c.type_ != POWER_CONDITION);
+    if !fresh.is_empty() {
+        list.retain(|c| !fresh.contains(&c.type_.as_str()));
         changed = true;
     }
     for c in updates {
         changed |= conditions::set(&mut list, c);
     }
     if !changed {
-        return Ok(());
+        return Ok(None);
     }
     // Only from an up-to-date read: records precede side effects, and a write from a stale
     // read would drop a record another reconcile made.
     let status = json!({"state": state, "conditions": list});
-    writes::apply_status_if_unchanged(&sm_api(ctx, sm), sm, status).await?;
-    Ok(())
+    Ok(Some(
+        writes::apply_status_if_unchanged(&sm_api(ctx, sm), sm, status).await?,
+    ))
 }
 
 fn power_of(p: Power) -> redfish::models::PowerState {
@@ -357,18 +383,26 @@ async fn hold(ctx: &Ctx, sm: &ServerMaintenance, server: &Server) -> Result<Acti
         now(),
     );
     let mut updates = vec![held];
-    if sm.spec.server_boot_configuration_template.is_some() {
-        // Said plainly rather than ignored: the server is held, but not booted into it.
-        updates.push(conditions::new(
-            BOOT_CONDITION,
-            ConditionStatus::False,
-            "NotSupported",
-            "serverBootConfigurationTemplate is not acted upon yet: the server is held without a maintenance boot",
-            sm.metadata.generation,
-            now(),
-        ));
-    }
     let mut requeue = ctx.config.resync;
+    let mut fresh = Vec::new();
+    let boot = if sm.spec.server_boot_configuration_template.is_some() {
+        let outcome = crate::mboot::run(ctx, sm, server).await?;
+        requeue = requeue.min(outcome.requeue);
+        updates.push(outcome.condition.clone());
+        if outcome.send.as_ref().is_some_and(|b| b.fresh_record) {
+            fresh.push(BOOT_CONDITION);
+        }
+        Some(outcome)
+    } else {
+        None
+    };
+    let (boot_server, pending_boot) = match boot {
+        Some(b) => (Some(b.server), b.send.filter(|_| b.owns_power)),
+        None => (None, None),
+    };
+    let boot_owns_power = sm.spec.server_boot_configuration_template.is_some()
+        && sm.spec.server_power != Some(Power::Off);
+    let server = boot_server.as_ref().unwrap_or(server);
     let mut send: Option<(redfish::Client, String, Power, bool)> = None;
     if sm.spec.server_power.is_some() || sm.spec.locator_led.is_some() {
         match bmc_facts(ctx, sm, server).await {
@@ -382,7 +416,7 @@ async fn hold(ctx: &Ctx, sm: &ServerMaintenance, server: &Server) -> Result<Acti
                 requeue = Duration::from_secs(10);
             }
             Ok((bmc, system, observed)) => {
-                if let Some(power) = sm.spec.server_power {
+                if let Some(power) = sm.spec.server_power.filter(|_| !boot_owns_power) {
                     let step = power_step(
                         power_of(power),
                         observed,
@@ -406,6 +440,7 @@ async fn hold(ctx: &Ctx, sm: &ServerMaintenance, server: &Server) -> Result<Acti
                                 &requested_message(power),
                             ));
                             requeue = POWER_POLL;
+                            fresh.push(POWER_CONDITION);
                             send = Some((bmc, system, power, retry));
                         }
                     }
@@ -413,15 +448,33 @@ async fn hold(ctx: &Ctx, sm: &ServerMaintenance, server: &Server) -> Result<Acti
             }
         }
     }
-    let fresh_record = send.is_some();
-    write_conditions(
+    let written = write_conditions(
         ctx,
         sm,
         ServerMaintenanceState::InMaintenance,
         updates,
-        fresh_record,
+        &fresh,
     )
     .await?;
+    if let Some(pending) = pending_boot {
+        let sm_now = written.as_ref().unwrap_or(sm);
+        ctx.step("maintenance-boot-recorded").await;
+        let (_, failure) =
+            crate::mboot::send(ctx, sm_now, server, &pending.id, pending.again).await?;
+        if let Some(c) = failure {
+            requeue = Duration::from_secs(10);
+            write_conditions(
+                ctx,
+                sm_now,
+                ServerMaintenanceState::InMaintenance,
+                vec![c],
+                &[],
+            )
+            .await?;
+        } else {
+            ctx.step("maintenance-boot-sent").await;
+        }
+    }
     if let Some((bmc, system, power, retry)) = send {
         let sent = match (power, retry) {
             (Power::On, _) => bmc.power_on(&system).await,
@@ -446,6 +499,61 @@ async fn hold(ctx: &Ctx, sm: &ServerMaintenance, server: &Server) -> Result<Acti
         }
     }
     Ok(Action::requeue(requeue))
+}
+
+/// Ends the maintenance boot before the server is handed back: a server this maintenance
+/// booted is powered off first (recorded like `serverPower`, so its next owner boots its own
+/// configuration), then the reference is cleared and the configuration deleted. `None` while
+/// the power-off is pending.
+async fn end_boot(
+    ctx: &Ctx,
+    sm: &ServerMaintenance,
+    server: &Server,
+) -> Result<Option<Server>, Error> {
+    if crate::mboot::booted(sm) {
+        let state = ServerMaintenanceState::InMaintenance;
+        let observed = match ctx.bmcs.for_server(server).await {
+            Ok((bmc, system)) => match bmc.get::<ComputerSystem>(&system).await {
+                Ok(sys) => Ok((bmc, system, sys.power_state)),
+                Err(e) => {
+                    let msg = e.to_string();
+                    Err((BmcError::from(e).reason(), msg))
+                }
+            },
+            Err(e) => Err((e.reason(), e.to_string())),
+        };
+        let (bmc, system, power) = match observed {
+            Ok(v) => v,
+            Err((reason, msg)) => {
+                let c = power_condition(sm, ConditionStatus::False, reason, &msg);
+                write_conditions(ctx, sm, state, vec![c], &[]).await?;
+                return Ok(None);
+            }
+        };
+        let step = power_step(
+            redfish::models::PowerState::Off,
+            power,
+            requested_age(sm, Power::Off),
+            ctx.config.power_timeout,
+        );
+        match step {
+            PowerStep::Reached => {}
+            PowerStep::Wait => return Ok(None),
+            PowerStep::Issue { retry } => {
+                let c = power_condition(
+                    sm,
+                    ConditionStatus::False,
+                    power_reasons::REQUESTED,
+                    &requested_message(Power::Off),
+                );
+                write_conditions(ctx, sm, state, vec![c], &[POWER_CONDITION]).await?;
+                ctx.send_power_off(sm, &bmc, &system, retry, "end of the maintenance boot")
+                    .await;
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(crate::mboot::tear_down(ctx, sm, server).await?))
 }
 
 /// The BMC client, the system path and the power state the BMC reports; sets the LED on the

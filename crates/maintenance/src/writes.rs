@@ -68,18 +68,66 @@ pub async fn set_maintenance_ref(
     server: &Server,
     to: Option<(&str, &str)>,
 ) -> Result<Server, Error> {
+    set_spec_ref(api, server, "serverMaintenanceRef", to).await
+}
+
+/// Points (`Some((namespace, name))`) or clears `spec.maintenanceBootConfigurationRef` of
+/// `server`, provided the server has not changed since it was read.
+pub async fn set_maintenance_boot_ref(
+    api: &Api<Server>,
+    server: &Server,
+    to: Option<(&str, &str)>,
+) -> Result<Server, Error> {
+    set_spec_ref(api, server, "maintenanceBootConfigurationRef", to).await
+}
+
+async fn set_spec_ref(
+    api: &Api<Server>,
+    server: &Server,
+    field: &str,
+    to: Option<(&str, &str)>,
+) -> Result<Server, Error> {
     let rv = resource_version(server)?;
     let name = server.name_any();
     let value = to.map(|(ns, n)| json!({"namespace": ns, "name": n}));
     let body = json!({
         "metadata": {"resourceVersion": rv},
-        "spec": {"serverMaintenanceRef": value},
+        "spec": {field: value},
     });
     call(
-        format!("writing serverMaintenanceRef of server {name}"),
+        format!("writing {field} of server {name}"),
         api.patch(&name, &merge_params(), &Patch::Merge(&body)),
     )
     .await
+}
+
+/// Server condition types maintenance writes (server-side apply owns exactly these entries).
+const SERVER_CONDITIONS: &[&str] = &[
+    api::constants::condition_types::PARKED,
+    api::constants::condition_types::BOOT_WINDOW,
+];
+
+/// Records `updates` in the Server's conditions, provided the server has not changed since it
+/// was read. The apply carries every condition maintenance writes (the current ones for the
+/// types not updated): an apply that left one out would remove it.
+pub async fn apply_server_conditions(
+    api: &Api<Server>,
+    server: &Server,
+    updates: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+) -> Result<Server, Error> {
+    let mut list: Vec<_> = server
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| {
+            SERVER_CONDITIONS.contains(&c.type_.as_str())
+                && !updates.iter().any(|u| u.type_ == c.type_)
+        })
+        .collect();
+    list.extend(updates);
+    apply_status_if_unchanged(api, server, json!({ "conditions": list })).await
 }
 
 /// Moves `server` to `to`, provided it has not changed since it was read. Only the

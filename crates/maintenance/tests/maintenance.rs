@@ -25,9 +25,7 @@ async fn available_server_is_taken_powered_and_handed_back() {
     h.create_sm(
         "m1",
         0,
-        json!({ "policy": "Enforced", "serverPower": "On",
-                "serverBootConfigurationTemplate": { "name": "m1-boot",
-                    "spec": { "serverRef": { "name": h.server_name(0) }, "image": "maint:1" } } }),
+        json!({ "policy": "Enforced", "serverPower": "On" }),
     )
     .await;
     let s = h.wait_server(0, ServerState::Maintenance, true).await;
@@ -51,14 +49,6 @@ async fn available_server_is_taken_powered_and_handed_back() {
     })
     .await;
     assert_eq!(h.resets(0), 1, "power on requested exactly once");
-    let sm = h.sms().get("m1").await.unwrap();
-    let boot = api::conditions::get(&sm.status.unwrap().conditions, "BootConfiguration")
-        .cloned()
-        .expect("the unsupported boot template is reported");
-    assert_eq!(
-        (boot.status.as_str(), boot.reason.as_str()),
-        ("False", "NotSupported")
-    );
 
     h.sms()
         .delete("m1", &DeleteParams::default())
@@ -70,6 +60,69 @@ async fn available_server_is_taken_powered_and_handed_back() {
     })
     .await;
     assert_eq!(h.resets(0), 1, "hand-back sends nothing to the BMC");
+}
+
+/// Without provisioning to resolve it, a maintenance boot configuration is prepared (owned,
+/// labelled, referenced by the server) and nothing is booted; the end removes it all and,
+/// since nothing was booted, sends nothing to the BMC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_boot_template_is_prepared_and_waits_for_provisioning() {
+    let h = Harness::new("mnt-mboot", "127.41.0.2", 1).await;
+    h.create_sm(
+        "m1",
+        0,
+        json!({ "policy": "Enforced", "serverPower": "On",
+                "serverBootConfigurationTemplate": { "name": "m1-boot",
+                    "spec": { "serverRef": { "name": h.server_name(0) }, "image": "maint:1" } } }),
+    )
+    .await;
+    h.wait_server(0, ServerState::Maintenance, true).await;
+    let waiting = eventually("waiting for the configuration", || async {
+        let sm = h.sms().get("m1").await.ok()?;
+        let c = api::conditions::get(&sm.status?.conditions, "BootConfiguration")?.clone();
+        (c.reason == "WaitingForBootConfiguration" && c.message.contains("to be Ready"))
+            .then_some(c)
+    })
+    .await;
+    assert_eq!(waiting.status, "False");
+    let sbcs: Api<api::serverbootconfiguration::ServerBootConfiguration> =
+        Api::namespaced(h.client.clone(), &h.ns);
+    let sbc = sbcs.get("m1-boot").await.expect("configuration created");
+    let sm = h.sms().get("m1").await.unwrap();
+    assert_eq!(sbc.owner_references()[0].uid, sm.uid().unwrap());
+    assert_eq!(
+        sbc.labels()
+            .get("metal.ironcore.dev/maintenance-boot")
+            .map(String::as_str),
+        Some("m1")
+    );
+    assert_eq!(sbc.spec.image.as_deref(), Some("maint:1"));
+    let s = h.server(0).await;
+    let r = s
+        .spec
+        .maintenance_boot_configuration_ref
+        .expect("referenced");
+    assert_eq!(
+        (r.namespace.as_str(), r.name.as_str()),
+        (h.ns.as_str(), "m1-boot")
+    );
+    assert_eq!(
+        h.resets(0),
+        0,
+        "nothing booted before the configuration is Ready"
+    );
+
+    h.sms()
+        .delete("m1", &DeleteParams::default())
+        .await
+        .unwrap();
+    let s = h.wait_server(0, ServerState::Available, false).await;
+    assert!(s.spec.maintenance_boot_configuration_ref.is_none());
+    eventually("configuration deleted", || async {
+        sbcs.get_opt("m1-boot").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(h.resets(0), 0, "never booted, so never powered off");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -768,6 +821,14 @@ const PARKED: &str = "metal.ironcore.dev/parked";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn park_powers_off_holds_and_unpark_resumes_to_the_right_state() {
     let h = Harness::new("mnt-park", "127.41.9.1", 2).await;
+    // A short resync: the step below waits for it to see a power-on behind its back (with the
+    // harness' 30 s, that step sat close to the 60 s wait on a loaded machine).
+    h.stop.cancel();
+    let mut config = h.config.clone();
+    config.resync = Duration::from_secs(10);
+    let stop = CancellationToken::new();
+    let _instance = spawn_with(&h, config, stop.clone());
+    let _stop = stop.drop_guard();
     let bmc = redfish_client(&h, 0);
     bmc.power_on(&h.bmcs[0].systems[0].path).await.unwrap();
     eventually("server 0 on", || async {

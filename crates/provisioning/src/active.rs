@@ -1,6 +1,7 @@
 //! Which ServerBootConfiguration is active for a server (pure over the watch caches): the
 //! claim's when Reserved, the internal discovery one in Initial / Discovery, none when
-//! Available / Released. The reconcile writes it into `spec.bootConfigurationRef`; the boot
+//! Available / Released, the maintenance's (`spec.maintenanceBootConfigurationRef`) in
+//! Maintenance. The reconcile writes it into `spec.bootConfigurationRef`; the boot
 //! server uses the same rule, so it never serves a configuration the reconcile would not point
 //! at, and needs no write before a boot can start.
 
@@ -38,6 +39,11 @@ pub fn claim_view_cached(
 /// The active configuration of `server`: the desired reference where provisioning decides it,
 /// else (states it leaves alone) `spec.bootConfigurationRef`.
 pub fn active_boot_configuration(stores: &Stores, server: &Server) -> Option<ObjectReference> {
+    if server.state() == Some(ServerState::Maintenance) {
+        // Maintenance boots (and powers) the server into its own configuration, if any; the
+        // claim's configuration is not served while the server is out of its owner's hands.
+        return server.spec.maintenance_boot_configuration_ref.clone();
+    }
     let (view, claim) = claim_view_cached(stores, server);
     match desired_boot_ref(stores, server, view, claim.as_deref()) {
         Some(desired) => desired,
@@ -193,6 +199,24 @@ mod tests {
             vec![sbc("c", "s2", true, false)],
         );
         assert_eq!(served(&foreign, &s), None);
+    }
+
+    #[test]
+    fn a_server_in_maintenance_is_served_the_maintenance_configuration_only() {
+        let mut s = server("Maintenance", Some("c"));
+        s.spec.boot_configuration_ref = Some(ObjectReference {
+            namespace: "ns".into(),
+            name: "c".into(),
+        });
+        let sbcs = vec![sbc("c", "s1", true, false), sbc("diag", "s1", true, false)];
+        let stores = Stores::listed(vec![s.clone()], vec![claim("c")], sbcs.clone());
+        assert_eq!(served(&stores, &s), None, "not the claim's configuration");
+        s.spec.maintenance_boot_configuration_ref = Some(ObjectReference {
+            namespace: "ns".into(),
+            name: "diag".into(),
+        });
+        let stores = Stores::listed(vec![s.clone()], vec![claim("c")], sbcs);
+        assert_eq!(served(&stores, &s).as_deref(), Some("diag"));
     }
 
     #[test]

@@ -201,7 +201,7 @@ pub struct ProvisioningArgs {
     pub bmc_auth: redfish::AuthMode,
 
     /// Boot override for network boots: `Pxe` or `UefiHttp`.
-    #[arg(long, env = "METAL_NETWORK_BOOT_TARGET", default_value = "Pxe", value_parser = parse_target)]
+    #[arg(long, env = "METAL_NETWORK_BOOT_TARGET", default_value = "Pxe", value_parser = runtime::flags::parse_network_boot_target)]
     pub network_boot_target: BootSource,
 
     /// CPU architecture picked from OCI image indexes.
@@ -267,14 +267,6 @@ fn parse_metadata_auth(s: &str) -> Result<MetadataAuth, String> {
         "token" => Ok(MetadataAuth::Token),
         "source-address" => Ok(MetadataAuth::SourceAddress),
         other => Err(format!("{other:?}: use token or source-address")),
-    }
-}
-
-fn parse_target(s: &str) -> Result<BootSource, String> {
-    match s {
-        "Pxe" => Ok(BootSource::Pxe),
-        "UefiHttp" => Ok(BootSource::UefiHttp),
-        other => Err(format!("{other:?}: use Pxe or UefiHttp")),
     }
 }
 

@@ -124,6 +124,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parses a network-boot override target (`Pxe` or `UefiHttp`), shared by the controllers that
+/// boot servers over the network.
+pub fn parse_network_boot_target(s: &str) -> Result<redfish::models::BootSource, String> {
+    match s {
+        "Pxe" => Ok(redfish::models::BootSource::Pxe),
+        "UefiHttp" => Ok(redfish::models::BootSource::UefiHttp),
+        other => Err(format!("{other:?}: use Pxe or UefiHttp")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

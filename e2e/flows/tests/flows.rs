@@ -625,3 +625,124 @@ async fn a_claimed_server_parked_and_unparked_boots_its_claim_again() {
         "marker removed"
     );
 }
+
+/// A ServerMaintenance with a boot configuration template boots the claimed server into it
+/// through provisioning's boot server (once), and when it ends the server is powered off and
+/// provisioning boots the claim's configuration again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maintenance_boots_its_own_configuration_then_hands_the_server_back() {
+    use api::servermaintenance::ServerMaintenance;
+    let site = Site::new("e2e-mboot").await;
+    let rack = Rack::start(&site, "127.85.1.1", vec![default_group(1)]).await;
+    let _procs = start_all(&site, &rack, "out-of-band");
+    let (name, bmc, sys) = one_claimed_and_booted(&site, &rack, "web-0").await;
+    let claim_boots = rack.firmware.records(bmc, &sys).len();
+    assert!(
+        claim_boots >= 1,
+        "the claim's configuration was network-booted"
+    );
+    assert_eq!(power_on_resets(&rack, 0), 1);
+
+    let diag_kernel = "http://images.example.test/diag-vmlinuz";
+    let sms: Api<ServerMaintenance> = Api::namespaced(site.client.clone(), &site.ns);
+    let sm: ServerMaintenance = serde_json::from_value(json!({
+        "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "ServerMaintenance",
+        "metadata": { "name": "diag" },
+        "spec": {
+            "serverRef": { "name": name },
+            "policy": "Enforced",
+            "serverPower": "On",
+            "serverBootConfigurationTemplate": {
+                "name": "diag-boot",
+                "spec": {
+                    "serverRef": { "name": name },
+                    "bootArtifacts": {
+                        "kernelURL": diag_kernel,
+                        "initrdURL": "http://images.example.test/diag-initrd",
+                        "cmdline": "console=ttyS0 diag=1",
+                    },
+                },
+            },
+        },
+    }))
+    .expect("maintenance");
+    sms.create(&Default::default(), &sm).await.expect("create");
+
+    let booted = eventually("maintenance booted", LONG, async || {
+        let sm = sms.get("diag").await.ok()?;
+        let c = sm
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "BootConfiguration")?;
+        (c.status == "True").then_some(c)
+    })
+    .await;
+    assert_eq!(booted.reason, "Booted", "{booted:?}");
+    let recs = rack.firmware.records(bmc, &sys);
+    let diag: Vec<_> = recs
+        .iter()
+        .filter(|r| r.kernel.as_deref() == Some(diag_kernel))
+        .collect();
+    assert_eq!(
+        diag.len(),
+        1,
+        "booted once into the maintenance configuration: {recs:#?}"
+    );
+    assert!(
+        diag[0]
+            .cmdline
+            .as_deref()
+            .unwrap_or_default()
+            .contains("diag=1")
+    );
+    let s = server_by_name(&site, &name).await;
+    assert_eq!(state(&s), "Maintenance");
+    assert_eq!(
+        s.spec
+            .maintenance_boot_configuration_ref
+            .as_ref()
+            .map(|r| r.name.as_str()),
+        Some("diag-boot")
+    );
+    // The server was on: one restart into the configuration, nothing else.
+    assert_eq!(power_on_resets(&rack, 0), 2, "one restart");
+    // The window is used up: the same request again gets nothing.
+    let (_, _, uuid, mac) = sim_system(&rack, &s);
+    let (code, body) = http_get(&format!("{}/ipxe?mac={mac}&uuid={uuid}", rack.boot_server)).await;
+    assert_eq!((code, body.contains(diag_kernel)), (404, false));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(power_on_resets(&rack, 0), 2, "no second boot");
+
+    // The end: powered off, reference and configuration gone, back to the claim's own boot.
+    sms.delete("diag", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("handed back and booted the claim", LONG, async || {
+        let s = server_by_name(&site, &name).await;
+        let recs = rack.firmware.records(bmc, &sys);
+        let last = recs.last()?;
+        (state(&s) == "Reserved"
+            && s.spec.maintenance_boot_configuration_ref.is_none()
+            && recs.len() == claim_boots + 2
+            && last.kernel.as_deref() != Some(diag_kernel)
+            && last.ignition.is_some())
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        power_on_resets(&rack, 0),
+        4,
+        "one power-off by maintenance, one power-on by provisioning"
+    );
+    let sbcs: Api<api::serverbootconfiguration::ServerBootConfiguration> =
+        Api::namespaced(site.client.clone(), &site.ns);
+    eventually("maintenance configuration deleted", LONG, async || {
+        sbcs.get_opt("diag-boot")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
