@@ -62,6 +62,9 @@ pub struct Knobs {
     /// BMC attributes whose new value takes effect only at the next BMC restart (until then it
     /// shows in the attribute resource's settings object).
     pub bmc_attributes_need_reset: Vec<String>,
+    /// Drives (by `Id`) whose `Drive.SecureErase` fails with a `500` (a drive that cannot be
+    /// sanitized: what keeps a server out of the pool after a failed cleaning).
+    pub secure_erase_fails: Vec<String>,
 }
 
 impl Default for Knobs {
@@ -86,6 +89,7 @@ impl Default for Knobs {
             wedged: false,
             bmc_activation_needs_reset: false,
             bmc_attributes_need_reset: Vec::new(),
+            secure_erase_fails: Vec::new(),
         }
     }
 }

@@ -252,7 +252,11 @@ pub async fn reconcile(server: Arc<Server>, ctx: Arc<Ctx>) -> Result<Action> {
             Ok(recheck.map_or_else(Action::await_change, Action::requeue))
         }
         Phase::Error => {
-            if operation(&server.metadata) == Some(Operation::Retry.as_str()) {
+            // A failed cleaning is maintenance's to retry (back to Cleaning, never to
+            // rediscovery, which would hand out a server that may hold a tenant's data).
+            let cleaning_failed = conditions::get(&status.conditions, condition_types::CLEANED)
+                .is_some_and(|c| c.status == ConditionStatus::False.as_str());
+            if !cleaning_failed && operation(&server.metadata) == Some(Operation::Retry.as_str()) {
                 let mut s = status.clone();
                 s.state = Some(ServerState::Initial);
                 set_cond(

@@ -12,6 +12,8 @@
 //!   step, reboot once per step, verify, release the maintenance;
 //! * **maintenance boot** ([`mboot`]): a maintenance's boot configuration template is
 //!   created, served by provisioning's boot server and booted once per configuration;
+//! * **cleaning** ([`cleaning`]): servers released into `Cleaning` get every drive erased
+//!   (Redfish SecureErase) before they are Available again; a failure keeps them in `Error`;
 //! * **park** ([`park`]): the `park` / `unpark` operations on Servers (state `Parked`, powered
 //!   off, other controllers stand down).
 //!
@@ -25,6 +27,7 @@ pub mod bmc;
 pub(crate) mod bmclevel;
 pub mod bmcsettings;
 pub mod bmcversion;
+pub mod cleaning;
 pub mod error;
 pub mod firmware;
 pub mod mboot;
@@ -419,6 +422,7 @@ impl Maintenance {
             bmcversion::run(ctx.clone(), &self.caches, shutdown.clone()),
             bmcsettings::run(ctx.clone(), &self.caches, shutdown.clone()),
             park::run(ctx.clone(), &self.caches, shutdown.clone()),
+            cleaning::run(ctx.clone(), &self.caches, shutdown.clone()),
             sets::run(
                 ctx.clone(),
                 &self.caches.bios_settings_sets,

@@ -201,9 +201,9 @@ pub fn next(f: &Facts<'_>) -> Step {
         return Step::Boot { again: false };
     }
     // Only a window opened (or closed) at or after the record belongs to this boot.
-    let window = f
-        .window
-        .filter(|w| w.last_transition_time.0 >= record.last_transition_time.0);
+    let window = f.window.filter(|w| {
+        w.last_transition_time.0.as_second() >= record.last_transition_time.0.as_second()
+    });
     match window {
         None => Step::Send,
         Some(w)

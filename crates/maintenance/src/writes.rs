@@ -105,6 +105,7 @@ async fn set_spec_ref(
 const SERVER_CONDITIONS: &[&str] = &[
     api::constants::condition_types::PARKED,
     api::constants::condition_types::BOOT_WINDOW,
+    api::constants::condition_types::CLEANED,
 ];
 
 /// Records `updates` in the Server's conditions, provided the server has not changed since it

@@ -366,15 +366,7 @@ async fn killed_at_every_step_of_a_bmc_update_nothing_is_sent_twice() {
     for (i, at) in STEPS.iter().enumerate() {
         let name = format!("kill-{i}");
         h.create_bmc_version(&name, i, "7.30.0", &[], 2).await;
-        let reached = Arc::new(tokio::sync::Notify::new());
-        let mut config = h.config.clone();
-        config.step_hook = Some(stop_at(at, reached.clone()));
-        let doomed = spawn_with(&h, config, CancellationToken::new());
-        tokio::time::timeout(Duration::from_secs(60), reached.notified())
-            .await
-            .unwrap_or_else(|_| panic!("step {at} not reached"));
-        doomed.abort();
-        let _ = doomed.await;
+        kill_at(&h, at).await;
 
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut config = h.config.clone();

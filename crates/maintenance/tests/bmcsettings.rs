@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, PostParams};
 use metal_bmc_sim::{Knobs, TemplateSource};
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -274,15 +273,7 @@ async fn killed_at_every_step_of_a_bmc_settings_change_nothing_is_sent_twice() {
             json!([]),
         )
         .await;
-        let reached = Arc::new(tokio::sync::Notify::new());
-        let mut config = h.config.clone();
-        config.step_hook = Some(stop_at(at, reached.clone()));
-        let doomed = spawn_with(&h, config, CancellationToken::new());
-        tokio::time::timeout(Duration::from_secs(60), reached.notified())
-            .await
-            .unwrap_or_else(|_| panic!("step {at} not reached"));
-        doomed.abort();
-        let _ = doomed.await;
+        kill_at(&h, at).await;
 
         let stop = CancellationToken::new();
         let fresh = spawn_with(&h, h.config.clone(), stop.clone());

@@ -782,17 +782,6 @@ fn sets_child(set: &str, server: &str) -> String {
 
 impl Harness {
     /// Sets (or with `None` removes) an annotation of server `i`, as `kubectl annotate` would.
-    async fn annotate(&self, i: usize, key: &str, value: Option<&str>) {
-        Api::<Server>::all(self.client.clone())
-            .patch(
-                self.server_name(i),
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "metadata": { "annotations": { key: value } } })),
-            )
-            .await
-            .unwrap();
-    }
-
     /// The server's `Parked` condition reason, if any.
     fn parked_reason(s: &Server) -> Option<String> {
         api::conditions::get(&s.status.as_ref()?.conditions, "Parked").map(|c| c.reason.clone())

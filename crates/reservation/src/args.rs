@@ -32,6 +32,12 @@ pub struct ReservationArgs {
     /// Safety resync of every object on top of watch-driven reconciles.
     #[arg(long, env = "METAL_RESYNC", default_value = "10m", value_parser = parse_duration)]
     pub resync: Duration,
+
+    /// Disk cleaning of servers released by `Recycle` claims, unless the Server's
+    /// `metal.ironcore.dev/cleaning-mode` annotation says otherwise: `Disabled`, `Metadata` or
+    /// `Full` (carried out by metal-maintenance while the server is in `Cleaning`).
+    #[arg(long, env = "METAL_CLEANING_MODE", default_value = "Disabled")]
+    pub cleaning_mode: api::constants::CleaningMode,
 }
 
 impl ReservationArgs {
@@ -46,6 +52,7 @@ impl ReservationArgs {
             concurrency: common.concurrency.max(1),
             binding_lock_timeout: self.binding_lock_timeout.max(Duration::from_secs(2)),
             resync: self.resync.max(Duration::from_secs(10)),
+            cleaning_mode: self.cleaning_mode,
         }
     }
 }

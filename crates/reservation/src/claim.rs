@@ -619,7 +619,12 @@ async fn release_claim(claim: &ServerClaim, ctx: &Ctx) -> Result<Action, Error> 
                 writes::set_state(&api, &current, ServerState::Released).await
             }
             ClaimRelease::RecycleToAvailable => {
-                writes::set_state(&api, &current, ServerState::Available).await
+                match writes::cleaning_mode(&current, ctx.config.cleaning_mode) {
+                    api::constants::CleaningMode::Disabled => {
+                        writes::set_state(&api, &current, ServerState::Available).await
+                    }
+                    mode => writes::start_cleaning(&api, &current, mode).await,
+                }
             }
         };
         match result {

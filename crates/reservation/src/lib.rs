@@ -77,6 +77,9 @@ pub struct Config {
     pub binding_lock_timeout: Duration,
     /// Safety resync of every object, on top of the watch-driven triggers.
     pub resync: Duration,
+    /// How a server released by a `Recycle` claim is cleaned when it carries no
+    /// `metal.ironcore.dev/cleaning-mode` annotation (`Disabled`: straight back to Available).
+    pub cleaning_mode: api::constants::CleaningMode,
 }
 
 impl Config {
@@ -92,6 +95,7 @@ impl Config {
             concurrency: 16,
             binding_lock_timeout: Duration::from_secs(30),
             resync: Duration::from_secs(600),
+            cleaning_mode: api::constants::CleaningMode::Disabled,
         }
     }
 

@@ -149,7 +149,12 @@ async fn lifecycle(server: &Server, ctx: &Ctx) -> Result<Option<Action>, Error> 
                 Ok(server.clone())
             };
             match cleared {
-                Ok(s) => writes::set_state(&api, &s, ServerState::Available).await,
+                Ok(s) => match writes::cleaning_mode(&s, ctx.config.cleaning_mode) {
+                    api::constants::CleaningMode::Disabled => {
+                        writes::set_state(&api, &s, ServerState::Available).await
+                    }
+                    mode => writes::start_cleaning(&api, &s, mode).await,
+                },
                 Err(e) => Err(e),
             }
         }

@@ -146,6 +146,61 @@ pub async fn set_state(
     .await
 }
 
+/// Moves a released `server` (`Reserved`, reference cleared) to `Cleaning` and records the mode
+/// in `CleaningRequested` in the same write, provided the server has not changed since it was
+/// read (server-side apply: reservation owns exactly this condition entry).
+pub async fn start_cleaning(
+    api: &Api<Server>,
+    server: &Server,
+    mode: api::constants::CleaningMode,
+) -> Result<Server, CasError> {
+    let name = server.name_any();
+    if transition_owner(server.state(), ServerState::Cleaning) != Some(Controller::Reservation) {
+        return Err(CasError::Failed(Error::Transition {
+            server: name,
+            from: server
+                .state()
+                .map_or("(none)".to_string(), |s| s.to_string()),
+            to: ServerState::Cleaning.to_string(),
+        }));
+    }
+    let rv = resource_version(server)?;
+    let condition = api::conditions::new(
+        api::constants::condition_types::CLEANING_REQUESTED,
+        api::conditions::ConditionStatus::True,
+        mode.as_str(),
+        &format!("released by a Recycle claim; cleaning mode {mode}"),
+        server.metadata.generation,
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    let body = json!({
+        "apiVersion": api::API_VERSION, "kind": "Server",
+        "metadata": {"name": name, "resourceVersion": rv},
+        "status": {"state": ServerState::Cleaning, "conditions": [condition]},
+    });
+    call(
+        format!("moving server {name} to Cleaning"),
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        ),
+    )
+    .await
+}
+
+/// The cleaning mode of a server released by a `Recycle` claim: its annotation, else `default`.
+pub fn cleaning_mode(
+    server: &Server,
+    default: api::constants::CleaningMode,
+) -> api::constants::CleaningMode {
+    server
+        .annotations()
+        .get(api::constants::CLEANING_MODE_ANNOTATION)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Whether `o` carries finalizer `f`.
 pub fn has_finalizer<K: Resource>(o: &K, f: &str) -> bool {
     o.meta()

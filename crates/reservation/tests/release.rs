@@ -261,3 +261,43 @@ async fn a_claim_removed_by_hand_is_released_after_the_server_confirms_power_off
     .await;
     ctl.stop().await;
 }
+
+/// A `Recycle` release with cleaning enabled hands the server to maintenance in `Cleaning`,
+/// the mode recorded with the move: the Server's annotation first, else `--cleaning-mode`.
+#[tokio::test]
+async fn recycle_with_cleaning_moves_the_server_to_cleaning_with_its_mode() {
+    let env = Env::new("cleaning").await;
+    env.server("a", &[], |s| {
+        s.metadata.annotations = Some(
+            [(
+                "metal.ironcore.dev/cleaning-mode".to_string(),
+                "Full".to_string(),
+            )]
+            .into(),
+        );
+    })
+    .await;
+    env.server("b", &[], |_| {}).await;
+    let mut config = env.config("i1");
+    config.cleaning_mode = api::constants::CleaningMode::Metadata;
+    let ctl = env.start_with(env.client.clone(), config);
+    for (suffix, claim, mode) in [("a", "web-a", "Full"), ("b", "web-b", "Metadata")] {
+        bound_claim(&env, suffix, claim).await;
+        env.claims()
+            .delete(claim, &DeleteParams::default())
+            .await
+            .expect("delete claim");
+        env.set_powered_off(claim, "True", "PowerOffConfirmed")
+            .await;
+        let s = env
+            .wait_server(suffix, 30, |s| state(s) == Some(ServerState::Cleaning))
+            .await;
+        assert_eq!(claim_of(&s), None, "the reference is cleared first");
+        let c = api::conditions::get(&s.status.as_ref().unwrap().conditions, "CleaningRequested")
+            .expect("mode recorded with the move")
+            .clone();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", mode));
+        gone(&env, claim).await;
+    }
+    ctl.stop().await;
+}

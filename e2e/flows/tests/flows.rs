@@ -746,3 +746,134 @@ async fn a_maintenance_boots_its_own_configuration_then_hands_the_server_back() 
     })
     .await;
 }
+
+/// Cleaning on release with the controllers as processes: two claimed servers, cleaning mode
+/// `Full`, released by deleting their `Recycle` claims. The Dell tree's drives offer
+/// SecureErase: erased once each, then Available. The default tree's do not: the server goes
+/// to `Error` (Cleaned=False) and a new claim does not get it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_servers_are_cleaned_and_a_failed_cleaning_is_not_handed_out() {
+    let site = Site::new("e2e-clean").await;
+    let dell = testenv::repo_root().join("crates/redfish/tests/fixtures/dell-poweredge-r750");
+    let groups = vec![
+        default_group(1),
+        metal_bmc_sim::GroupSpec {
+            template: metal_bmc_sim::TemplateSource::Path(dell),
+            ..default_group(1)
+        },
+    ];
+    let rack = Rack::start(&site, "127.85.2.1", groups).await;
+    let _procs = start_all(&site, &rack, "out-of-band");
+    let all = wait_states(&site, 2, "Available", "both Available").await;
+    let api: Api<api::server::Server> = Api::all(site.client.clone());
+    for s in &all {
+        api.patch(
+            &s.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": { "annotations": { "metal.ironcore.dev/cleaning-mode": "Full" } },
+                "spec": { "reclaimPolicy": "Recycle" },
+            })),
+        )
+        .await
+        .expect("annotate");
+    }
+    let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    for c in ["c-0", "c-1"] {
+        claim(&site, &rack, c, json!({ "matchLabels": site.labels() })).await;
+    }
+    let bound = [
+        bound_server(&site, "c-0").await,
+        bound_server(&site, "c-1").await,
+    ];
+    for c in ["c-0", "c-1"] {
+        claims
+            .delete(c, &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+    let (dell_server, default_server) = {
+        let mut dell = None;
+        let mut plain = None;
+        for name in &bound {
+            let s = server_by_name(&site, name).await;
+            let (bmc, _, _, _) = sim_system(&rack, &s);
+            if bmc == 1 {
+                dell = Some(name.clone())
+            } else {
+                plain = Some(name.clone())
+            }
+        }
+        (dell.expect("dell bound"), plain.expect("default bound"))
+    };
+    let cleaned = |s: &api::server::Server| {
+        api::conditions::get(&s.status.as_ref()?.conditions, "Cleaned")
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    let ok = eventually("Dell server cleaned and Available", LONG, async || {
+        let s = server_by_name(&site, &dell_server).await;
+        (state(&s) == "Available").then(|| cleaned(&s)).flatten()
+    })
+    .await;
+    assert_eq!(
+        (ok.0.as_str(), ok.1.as_str()),
+        ("True", "Cleaned"),
+        "{}",
+        ok.2
+    );
+    let erases: u64 = rack
+        .sim
+        .request_counts(1)
+        .expect("counts")
+        .by_request
+        .iter()
+        .filter(|(k, _)| k.ends_with("Drive.SecureErase"))
+        .map(|(_, n)| *n)
+        .sum();
+    assert_eq!(erases, 3, "three drives, one erase each");
+    let failed = eventually("default server in Error", LONG, async || {
+        let s = server_by_name(&site, &default_server).await;
+        (state(&s) == "Error").then(|| cleaned(&s)).flatten()
+    })
+    .await;
+    assert_eq!(
+        (failed.0.as_str(), failed.1.as_str()),
+        ("False", "CleaningFailed")
+    );
+    assert!(
+        failed.2.contains("offer no Redfish SecureErase"),
+        "{}",
+        failed.2
+    );
+
+    // Two new claims: only the cleaned server can be had.
+    for c in ["d-0", "d-1"] {
+        claim(&site, &rack, c, json!({ "matchLabels": site.labels() })).await;
+    }
+    let got = eventually("one new claim bound", LONG, async || {
+        let mut bound = Vec::new();
+        for c in ["d-0", "d-1"] {
+            let c = claims.get(c).await.ok()?;
+            if let Some(r) = c.spec.server_ref.filter(|_| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| s.phase.as_ref())
+                    .map(|p| format!("{p:?}"))
+                    == Some("Bound".into())
+            }) {
+                bound.push(r.name);
+            }
+        }
+        (!bound.is_empty()).then_some(bound)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(got, vec![dell_server.clone()]);
+    let s = server_by_name(&site, &default_server).await;
+    assert_eq!(
+        state(&s),
+        "Error",
+        "the failed server stays out of the pool"
+    );
+    assert!(s.spec.server_claim_ref.is_none());
+}

@@ -867,6 +867,24 @@ pub(crate) async fn post(
             None => not_found(path),
         },
         Action::SubmitTestEvent => no_content(),
+        Action::SecureErase => {
+            let fails = bmc
+                .lock()
+                .knobs
+                .secure_erase_fails
+                .iter()
+                .any(|d| path.contains(&format!("/Drives/{d}/")));
+            if fails {
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "The drive could not be erased.",
+                    &[path.to_string()],
+                )
+            } else {
+                no_content()
+            }
+        }
         Action::Unsupported => error(
             StatusCode::BAD_REQUEST,
             "ActionNotSupported",

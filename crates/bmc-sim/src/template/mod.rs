@@ -110,6 +110,8 @@ pub(crate) enum Action {
     SimpleUpdate,
     ResetBios(usize),
     SubmitTestEvent,
+    /// `Drive.SecureErase` (of the drive the target path names).
+    SecureErase,
     /// An action the template advertises but the simulator does not implement.
     Unsupported,
 }
@@ -558,6 +560,15 @@ impl Template {
             None,
             Action::SubmitTestEvent,
         );
+        for v in values.values() {
+            let is_drive = v
+                .get("@odata.type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.starts_with("#Drive."));
+            if is_drive {
+                set_action(Some(v), "#Drive.SecureErase", None, Action::SecureErase);
+            }
+        }
 
         // Roles of resources with state.
         let mut roles_of: HashMap<Box<str>, Role> = HashMap::new();

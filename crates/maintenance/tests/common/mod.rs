@@ -166,6 +166,19 @@ impl Harness {
         tokio::spawn(m.run(stop))
     }
 
+    /// Sets (`Some`) or removes an annotation of server `i`, as a user would.
+    #[allow(dead_code)]
+    pub async fn annotate(&self, i: usize, key: &str, value: Option<&str>) {
+        Api::<Server>::all(self.client.clone())
+            .patch(
+                self.server_name(i),
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "metadata": { "annotations": { key: value } } })),
+            )
+            .await
+            .unwrap();
+    }
+
     pub fn server_name(&self, i: usize) -> &str {
         &self.servers[i].0
     }
@@ -405,6 +418,20 @@ pub fn stop_at(at: &'static str, reached: Arc<tokio::sync::Notify>) -> metal_mai
             }
         })
     })
+}
+
+/// Runs an instance until it reaches step `at`, then kills it there (aborts its task: nothing
+/// after the step runs).
+pub async fn kill_at(h: &Harness, at: &'static str) {
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let mut config = h.config.clone();
+    config.step_hook = Some(stop_at(at, reached.clone()));
+    let doomed = spawn_with(h, config, CancellationToken::new());
+    tokio::time::timeout(Duration::from_secs(60), reached.notified())
+        .await
+        .unwrap_or_else(|_| panic!("step {at} not reached"));
+    doomed.abort();
+    let _ = doomed.await;
 }
 
 pub fn spawn_with(

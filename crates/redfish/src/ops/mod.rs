@@ -9,6 +9,7 @@ pub mod inventory;
 pub mod manager;
 pub mod manager_attrs;
 pub mod power;
+pub mod storage;
 pub mod update;
 pub mod vmedia;
 

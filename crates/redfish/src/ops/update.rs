@@ -69,7 +69,7 @@ pub fn task_monitor_from_response(location: Option<&str>, body: &Value) -> Optio
         .map(crate::client::path_of)
 }
 
-fn messages_of(body: &Value) -> Vec<Message> {
+pub(crate) fn messages_of(body: &Value) -> Vec<Message> {
     let mut out: Vec<Message> = Vec::new();
     for p in [
         "/@Message.ExtendedInfo",

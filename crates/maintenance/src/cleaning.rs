@@ -1,0 +1,550 @@
+//! Cleaning released servers: a server that a `Recycle` claim released with cleaning enabled is
+//! in `Cleaning` (reservation moved it there and recorded the mode in `CleaningRequested`);
+//! maintenance, the owner of its BMC in that state, erases every drive through Redfish
+//! `Drive.SecureErase` and hands the server to the pool (`Available`) only when every drive
+//! was erased. Any failure moves it to `Error` with `Cleaned=False/CleaningFailed`: a server
+//! that may still hold a tenant's data is never handed out. The `retry` operation on such a
+//! server starts a new round.
+//!
+//! Progress is recorded in the Server's `Cleaned` condition (`Unknown/Cleaning`) with the
+//! Server's resourceVersion as precondition: before each drive's erase is sent, the drive is
+//! named as being erased; after the BMC accepted it, it is listed as erased. A restarted
+//! controller sends the erase of a drive that was named but not listed again: a repeated
+//! erase costs time, a skipped one would leave data behind.
+//!
+//! Both modes use SecureErase (erasing a drive also wipes its partition tables and
+//! signatures). A drive without the action fails the round: overwriting through the in-band
+//! agent is not part of this release.
+
+use crate::{Caches, Ctx, Error, now, writes};
+use api::conditions::{self, ConditionStatus};
+use api::constants::{
+    CLEANING_MODE_ANNOTATION, CleaningMode, OPERATION_ANNOTATION, Operation, condition_types,
+    reasons as api_reasons,
+};
+use api::server::{Server, ServerState};
+use futures::StreamExt as _;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt as _;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What a round has done so far, as written in the `Cleaned` condition's message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Drives whose erase the BMC accepted.
+    pub erased: Vec<String>,
+    /// The drive whose erase was about to be sent (or sent, not yet confirmed).
+    pub erasing: Option<String>,
+}
+
+const ERASED: &str = "erased: ";
+const ERASING: &str = "; erasing: ";
+
+impl Progress {
+    /// The condition message (parsed back by [`Progress::parse`]).
+    pub fn message(&self) -> String {
+        let mut m = format!(
+            "secure erase in progress; {ERASED}{}",
+            self.erased.join(", ")
+        );
+        if let Some(d) = &self.erasing {
+            m.push_str(ERASING);
+            m.push_str(d);
+        }
+        m
+    }
+
+    /// Reads a message written by [`Progress::message`].
+    pub fn parse(message: &str) -> Self {
+        let Some((_, rest)) = message.split_once(ERASED) else {
+            return Self::default();
+        };
+        let (erased, erasing) = match rest.split_once(ERASING) {
+            Some((e, d)) => (e, Some(d.trim().to_string()).filter(|d| !d.is_empty())),
+            None => (rest, None),
+        };
+        Self {
+            erased: erased
+                .split(", ")
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_string)
+                .collect(),
+            erasing,
+        }
+    }
+}
+
+/// The next step of a cleaning round (pure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Not a server to clean now.
+    Nothing,
+    /// A failed cleaning with the `retry` operation: back to `Cleaning`, a new round.
+    Retry,
+    /// Record that drive `0` is being erased (with the progress so far), then send its erase.
+    Erase(String),
+    /// Every drive is erased: record `Cleaned=True`, then move to `Available`.
+    Done,
+    /// The round cannot succeed: record `Cleaned=False`, then move to `Error`.
+    Fail(String),
+}
+
+/// The cleaning mode of a server in `Cleaning`: what reservation recorded, else the server's
+/// annotation, else `Full` (the cautious choice).
+pub fn mode(server: &Server) -> CleaningMode {
+    let conds = server
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    conditions::get(conds, condition_types::CLEANING_REQUESTED)
+        .and_then(|c| c.reason.parse().ok())
+        .or_else(|| {
+            server
+                .annotations()
+                .get(CLEANING_MODE_ANNOTATION)
+                .and_then(|v| v.parse().ok())
+        })
+        .filter(|m| *m != CleaningMode::Disabled)
+        .unwrap_or(CleaningMode::Full)
+}
+
+/// This round's progress: the `Cleaned=Unknown` record if it is not older than the round's
+/// start (`CleaningRequested`), else nothing done yet.
+pub fn progress(server: &Server) -> Progress {
+    let conds = server
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    // Compared in whole seconds: condition times are written with second precision, so a
+    // record made in the round's first second must count.
+    let started = conditions::get(conds, condition_types::CLEANING_REQUESTED)
+        .map(|c| c.last_transition_time.0.as_second());
+    match conditions::get(conds, condition_types::CLEANED) {
+        Some(c)
+            if c.status == ConditionStatus::Unknown.as_str()
+                && started.is_none_or(|s| c.last_transition_time.0.as_second() >= s) =>
+        {
+            Progress::parse(&c.message)
+        }
+        _ => Progress::default(),
+    }
+}
+
+fn failed_cleaning(server: &Server) -> bool {
+    server
+        .status
+        .as_ref()
+        .and_then(|s| conditions::get(&s.conditions, condition_types::CLEANED))
+        .is_some_and(|c| c.status == ConditionStatus::False.as_str())
+}
+
+/// Decides the next step for `server` with the BMC's `drives` (`(id, has SecureErase)`, read
+/// only when the server is in `Cleaning`).
+pub fn next(server: &Server, drives: Option<&[(String, bool)]>) -> Step {
+    if api::constants::ignored(&server.metadata) || server.metadata.deletion_timestamp.is_some() {
+        return Step::Nothing;
+    }
+    match server.state() {
+        Some(ServerState::Error) => {
+            let retry = server
+                .annotations()
+                .get(OPERATION_ANNOTATION)
+                .is_some_and(|v| v == Operation::Retry.as_str());
+            if retry && failed_cleaning(server) {
+                Step::Retry
+            } else {
+                Step::Nothing
+            }
+        }
+        Some(ServerState::Cleaning) => {
+            let Some(drives) = drives else {
+                return Step::Nothing;
+            };
+            if drives.is_empty() {
+                return Step::Fail(
+                    "the BMC lists no drives; nothing proves the disks are clean".into(),
+                );
+            }
+            let without: Vec<&str> = drives
+                .iter()
+                .filter(|(_, erasable)| !erasable)
+                .map(|(id, _)| id.as_str())
+                .collect();
+            if !without.is_empty() {
+                return Step::Fail(format!(
+                    "drives {} offer no Redfish SecureErase, and overwriting through the in-band agent is not available",
+                    without.join(", ")
+                ));
+            }
+            let done = progress(server);
+            match drives.iter().find(|(id, _)| !done.erased.contains(id)) {
+                Some((id, _)) => Step::Erase(id.clone()),
+                None => Step::Done,
+            }
+        }
+        _ => Step::Nothing,
+    }
+}
+
+fn cleaned(server: &Server, status: ConditionStatus, reason: &str, message: &str) -> Condition {
+    conditions::new(
+        condition_types::CLEANED,
+        status,
+        reason,
+        message,
+        server.metadata.generation,
+        now(),
+    )
+}
+
+pub(crate) async fn run(ctx: Arc<Ctx>, caches: &Caches, shutdown: CancellationToken) {
+    Controller::for_shared_stream(caches.servers.applied(), ctx.servers.clone())
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
+        )
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, crate::window::backoff::<Server>, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "cleaning controller");
+            }
+        })
+        .await;
+}
+
+fn relevant(server: &Server) -> bool {
+    match server.state() {
+        Some(ServerState::Cleaning) => true,
+        Some(ServerState::Error) => failed_cleaning(server),
+        _ => false,
+    }
+}
+
+async fn reconcile(server: Arc<Server>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    if !relevant(&server) {
+        return Ok(Action::await_change());
+    }
+    crate::window::instrumented(server.as_ref(), &ctx, reconcile_one(&server, &ctx)).await
+}
+
+async fn reconcile_one(server: &Server, ctx: &Ctx) -> Result<Action, Error> {
+    let api: Api<Server> = Api::all(ctx.client.clone());
+    let name = server.name_any();
+    if next(server, None) == Step::Retry {
+        let mut s = writes::apply_server_conditions(
+            &api,
+            server,
+            vec![cleaned(
+                server,
+                ConditionStatus::Unknown,
+                api_reasons::CLEANING,
+                &Progress::default().message(),
+            )],
+        )
+        .await?;
+        s = writes::set_state(&api, &s, ServerState::Cleaning).await?;
+        writes::set_annotations(&api, &s, &[(OPERATION_ANNOTATION, None)]).await?;
+        ctx.events.normal(
+            server,
+            "CleaningRetried",
+            format!("server {name}: cleaning starts again"),
+        );
+        return Ok(Action::await_change());
+    }
+    if server.state() != Some(ServerState::Cleaning) {
+        return Ok(Action::await_change());
+    }
+    let (bmc, system) = match ctx.bmcs.for_server(server).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::info!(server = %name, error = %e, "cleaning waits for the BMC");
+            return Ok(Action::requeue(Duration::from_secs(10)));
+        }
+    };
+    let drives = match bmc.drives(&system).await {
+        Ok(d) => d,
+        Err(e) => {
+            // Not a cleaning failure: the BMC did not answer; try again.
+            tracing::info!(server = %name, error = %e, "reading the drives failed");
+            return Ok(Action::requeue(Duration::from_secs(10)));
+        }
+    };
+    let view: Vec<(String, bool)> = drives
+        .iter()
+        .map(|d| (d.id.clone(), d.secure_erase.is_some()))
+        .collect();
+    let mode = mode(server);
+    let mut server = server.clone();
+    // One drive per pass: each erase is recorded before it is sent and after it was accepted.
+    for _ in 0..=drives.len() {
+        match next(&server, Some(&view)) {
+            Step::Nothing | Step::Retry => return Ok(Action::await_change()),
+            Step::Erase(id) => {
+                let mut p = progress(&server);
+                p.erasing = Some(id.clone());
+                server = record_progress(&api, &server, &p).await?;
+                ctx.step("cleaning-erase-recorded").await;
+                let target = drives
+                    .iter()
+                    .find(|d| d.id == id)
+                    .and_then(|d| d.secure_erase.clone())
+                    .expect("next only erases drives with SecureErase");
+                let sent = bmc.secure_erase(&target).await;
+                ctx.requests.observe("secure_erase", &sent);
+                let outcome = match sent {
+                    Ok(h) => match h.monitor {
+                        None => Ok(()),
+                        Some(m) => wait_task(&bmc, &m, ctx.config.firmware_timeout).await,
+                    },
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = outcome {
+                    return fail(
+                        ctx,
+                        &api,
+                        &server,
+                        &format!("drive {id}: secure erase failed: {e}"),
+                    )
+                    .await;
+                }
+                ctx.step("cleaning-erase-sent").await;
+                p.erased.push(id);
+                p.erasing = None;
+                server = record_progress(&api, &server, &p).await?;
+            }
+            Step::Done => {
+                let p = progress(&server);
+                let msg = format!(
+                    "{mode} cleaning: every drive erased ({})",
+                    p.erased.join(", ")
+                );
+                let s = writes::apply_server_conditions(
+                    &api,
+                    &server,
+                    vec![cleaned(
+                        &server,
+                        ConditionStatus::True,
+                        api_reasons::CLEANED,
+                        &msg,
+                    )],
+                )
+                .await?;
+                writes::set_state(&api, &s, ServerState::Available).await?;
+                ctx.events.normal(
+                    &s,
+                    "Cleaned",
+                    format!("server {name}: {msg}; Available again"),
+                );
+                return Ok(Action::await_change());
+            }
+            Step::Fail(msg) => return fail(ctx, &api, &server, &msg).await,
+        }
+    }
+    Ok(Action::requeue(Duration::from_millis(200)))
+}
+
+async fn record_progress(
+    api: &Api<Server>,
+    server: &Server,
+    p: &Progress,
+) -> Result<Server, Error> {
+    let c = cleaned(
+        server,
+        ConditionStatus::Unknown,
+        api_reasons::CLEANING,
+        &p.message(),
+    );
+    writes::apply_server_conditions(api, server, vec![c]).await
+}
+
+/// Polls an erase task until it ends; `Err` with the task's message when it did not complete.
+async fn wait_task(bmc: &redfish::Client, monitor: &str, timeout: Duration) -> Result<(), String> {
+    match bmc.wait_for_task(monitor, timeout).await {
+        Ok(t) if t.task_state == Some(redfish::models::TaskState::Completed) => Ok(()),
+        Ok(t) => Err(format!("task ended {:?}", t.task_state)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn fail(ctx: &Ctx, api: &Api<Server>, server: &Server, msg: &str) -> Result<Action, Error> {
+    let s = writes::apply_server_conditions(
+        api,
+        server,
+        vec![cleaned(
+            server,
+            ConditionStatus::False,
+            api_reasons::CLEANING_FAILED,
+            msg,
+        )],
+    )
+    .await?;
+    writes::set_state(api, &s, ServerState::Error).await?;
+    ctx.events.warning(
+        &s,
+        api_reasons::CLEANING_FAILED,
+        format!(
+            "server {}: {msg}; kept out of the pool (state Error, `retry` to clean again)",
+            s.name_any()
+        ),
+    );
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn server(state: &str, conds: serde_json::Value, annotations: serde_json::Value) -> Server {
+        serde_json::from_value(json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "Server",
+            "metadata": {"name": "s", "annotations": annotations},
+            "spec": {"systemUUID": "u"},
+            "status": {"state": state, "conditions": conds},
+        }))
+        .unwrap()
+    }
+
+    fn cond(t: &str, status: &str, reason: &str, msg: &str, at: &str) -> serde_json::Value {
+        json!({"type": t, "status": status, "reason": reason, "message": msg, "lastTransitionTime": at})
+    }
+
+    fn drives(ids: &[(&str, bool)]) -> Vec<(String, bool)> {
+        ids.iter().map(|(i, e)| (i.to_string(), *e)).collect()
+    }
+
+    #[test]
+    fn progress_survives_its_message() {
+        let p = Progress {
+            erased: vec!["Disk.Bay.0:Enclosure.Internal.0-1".into(), "1".into()],
+            erasing: Some("2".into()),
+        };
+        assert_eq!(Progress::parse(&p.message()), p);
+        assert_eq!(
+            Progress::parse(&Progress::default().message()),
+            Progress::default()
+        );
+    }
+
+    #[test]
+    fn every_drive_is_erased_once_in_order_and_then_the_server_is_done() {
+        let d = drives(&[("0", true), ("1", true)]);
+        let req = cond(
+            "CleaningRequested",
+            "True",
+            "Full",
+            "",
+            "2027-01-01T00:00:00Z",
+        );
+        let s = server("Cleaning", json!([req]), json!({}));
+        assert_eq!(next(&s, Some(&d)), Step::Erase("0".into()));
+        // Killed after naming drive 0: it is sent again (never skipped).
+        let p = Progress {
+            erased: vec![],
+            erasing: Some("0".into()),
+        };
+        let c = cond(
+            "Cleaned",
+            "Unknown",
+            "Cleaning",
+            &p.message(),
+            "2027-01-01T00:00:01Z",
+        );
+        let s = server("Cleaning", json!([req, c]), json!({}));
+        assert_eq!(next(&s, Some(&d)), Step::Erase("0".into()));
+        let p = Progress {
+            erased: vec!["0".into()],
+            erasing: None,
+        };
+        let c = cond(
+            "Cleaned",
+            "Unknown",
+            "Cleaning",
+            &p.message(),
+            "2027-01-01T00:00:01Z",
+        );
+        let s = server("Cleaning", json!([req, c]), json!({}));
+        assert_eq!(next(&s, Some(&d)), Step::Erase("1".into()));
+        let p = Progress {
+            erased: vec!["0".into(), "1".into()],
+            erasing: None,
+        };
+        let c = cond(
+            "Cleaned",
+            "Unknown",
+            "Cleaning",
+            &p.message(),
+            "2027-01-01T00:00:01Z",
+        );
+        let s = server("Cleaning", json!([req, c]), json!({}));
+        assert_eq!(next(&s, Some(&d)), Step::Done);
+    }
+
+    #[test]
+    fn progress_of_an_earlier_round_does_not_count() {
+        let d = drives(&[("0", true)]);
+        let old = Progress {
+            erased: vec!["0".into()],
+            erasing: None,
+        };
+        let c = cond(
+            "Cleaned",
+            "Unknown",
+            "Cleaning",
+            &old.message(),
+            "2027-01-01T00:00:00Z",
+        );
+        let req = cond(
+            "CleaningRequested",
+            "True",
+            "Metadata",
+            "",
+            "2027-02-01T00:00:00Z",
+        );
+        let s = server("Cleaning", json!([req, c]), json!({}));
+        assert_eq!(next(&s, Some(&d)), Step::Erase("0".into()));
+        assert_eq!(mode(&s), CleaningMode::Metadata);
+    }
+
+    #[test]
+    fn drives_that_cannot_be_erased_fail_the_round_and_only_retry_restarts_it() {
+        let s = server("Cleaning", json!([]), json!({}));
+        assert!(
+            matches!(next(&s, Some(&drives(&[("0", true), ("1", false)]))), Step::Fail(m) if m.contains("drives 1 "))
+        );
+        assert!(matches!(next(&s, Some(&[])), Step::Fail(_)));
+        let failed = cond(
+            "Cleaned",
+            "False",
+            "CleaningFailed",
+            "x",
+            "2027-01-01T00:00:00Z",
+        );
+        let e = server("Error", json!([failed]), json!({}));
+        assert_eq!(next(&e, None), Step::Nothing);
+        let e = server(
+            "Error",
+            json!([failed]),
+            json!({"metal.ironcore.dev/operation": "retry"}),
+        );
+        assert_eq!(next(&e, None), Step::Retry);
+        let other = server(
+            "Error",
+            json!([]),
+            json!({"metal.ironcore.dev/operation": "retry"}),
+        );
+        assert_eq!(
+            next(&other, None),
+            Step::Nothing,
+            "discovery's Error, not ours"
+        );
+        assert_eq!(mode(&other), CleaningMode::Full);
+    }
+}
