@@ -57,6 +57,23 @@ pub struct Args {
     #[arg(long, env = "METAL_REGISTRY_ADDR", default_value = "0.0.0.0:10000")]
     pub registry_addr: SocketAddr,
 
+    /// Serve the registry over HTTPS with this certificate chain (PEM; needs
+    /// `--registry-tls-key-file`): the probe's token then never crosses the network in clear.
+    #[arg(
+        long,
+        env = "METAL_REGISTRY_TLS_CERT_FILE",
+        requires = "registry_tls_key_file"
+    )]
+    pub registry_tls_cert_file: Option<std::path::PathBuf>,
+
+    /// Private key (PEM) of `--registry-tls-cert-file`.
+    #[arg(
+        long,
+        env = "METAL_REGISTRY_TLS_KEY_FILE",
+        requires = "registry_tls_cert_file"
+    )]
+    pub registry_tls_key_file: Option<std::path::PathBuf>,
+
     /// Registry URL the probe agent is told to post to (ignition and kernel command line).
     /// Defaults to `http://$REGISTRY_ADDRESS:<registry port>`; required for in-band discovery.
     #[arg(long, env = "METAL_REGISTRY_URL")]
@@ -213,7 +230,14 @@ impl Args {
             std::env::var("REGISTRY_ADDRESS")
                 .ok()
                 .filter(|a| !a.is_empty())
-                .map(|a| format!("http://{a}:{}", self.registry_addr.port()))
+                .map(|a| {
+                    let scheme = if self.registry_tls_cert_file.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    };
+                    format!("{scheme}://{a}:{}", self.registry_addr.port())
+                })
         });
         Config {
             selector: self.bmc_selector.clone(),

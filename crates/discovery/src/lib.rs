@@ -80,8 +80,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         cfg.manager_namespace.clone(),
         metrics.clone(),
     );
+    let registry_tls = match (&args.registry_tls_cert_file, &args.registry_tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            runtime::tls::acceptor(cert, key)
+                .context("--registry-tls-cert-file / --registry-tls-key-file")?,
+        ),
+        _ => None,
+    };
     let (_, registry_task) = registry
-        .serve(args.registry_addr, shutdown.clone())
+        .serve(args.registry_addr, registry_tls, shutdown.clone())
         .await
         .context("starting the registry")?;
     if cfg.registry_url.is_none() {

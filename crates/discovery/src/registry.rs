@@ -74,10 +74,12 @@ impl Registry {
         }
     }
 
-    /// Binds `addr` and serves until `shutdown`; returns the bound address.
+    /// Binds `addr` and serves until `shutdown` (over TLS when `tls` is set); returns the
+    /// bound address.
     pub async fn serve(
         self,
         addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
         shutdown: CancellationToken,
     ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let listener = TcpListener::bind(addr).await?;
@@ -98,7 +100,15 @@ impl Registry {
                 };
                 let this = this.clone();
                 let shutdown = shutdown.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let stream = match runtime::tls::accept(tls.as_ref(), stream).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "registry: TLS handshake failed");
+                            return;
+                        }
+                    };
                     let svc = service_fn(move |req| {
                         let this = this.clone();
                         async move { Ok::<_, Infallible>(this.handle(req).await) }

@@ -71,6 +71,9 @@ pub struct Config {
     pub boot_window: Duration,
     /// How the metadata service authenticates callers.
     pub metadata_auth: MetadataAuth,
+    /// Certificate and key (PEM files) to serve the boot server and the metadata service over
+    /// HTTPS (`None`: plain HTTP). Boot tokens then never cross the network in clear text.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Name of this instance in events (pod name).
     pub instance: Option<String>,
 }
@@ -137,6 +140,7 @@ impl Config {
             boot_token_secret: ("default".into(), DEFAULT_BOOT_TOKEN_SECRET.into()),
             boot_window: Duration::from_secs(600),
             metadata_auth: MetadataAuth::Token,
+            tls: None,
         }
     }
 }
@@ -238,6 +242,15 @@ pub struct ProvisioningArgs {
     /// `source-address` (upstream metaldata compatible, spoofable).
     #[arg(long, env = "METAL_METADATA_AUTH", default_value = "token", value_parser = parse_metadata_auth)]
     pub metadata_auth: MetadataAuth,
+
+    /// Serve the boot server and the metadata service over HTTPS with this certificate chain
+    /// (PEM; needs `--tls-key-file`; point `--boot-server-url` at `https://`).
+    #[arg(long, env = "METAL_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+
+    /// Private key (PEM) of `--tls-cert-file`.
+    #[arg(long, env = "METAL_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<std::path::PathBuf>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {

@@ -48,4 +48,7 @@ pub enum StartError {
     /// The boot token key could not be read or created.
     #[error(transparent)]
     TokenKey(#[from] crate::token::KeyError),
+    /// The TLS certificate or key cannot be used.
+    #[error("--tls-cert-file / --tls-key-file: {0}")]
+    Tls(#[from] runtime::tls::TlsError),
 }

@@ -45,9 +45,10 @@ pub fn not_found() -> Response<Body> {
     )
 }
 
-/// Serves `handler` on `listener` until `shutdown`.
+/// Serves `handler` on `listener` until `shutdown`, over TLS when `tls` is set.
 pub fn serve<H, Fut>(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
     handler: H,
 ) -> JoinHandle<()>
@@ -72,7 +73,15 @@ where
             let _ = stream.set_nodelay(true);
             let handler = Arc::clone(&handler);
             let shutdown = shutdown.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
+                let stream = match runtime::tls::accept(tls.as_ref(), stream).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                };
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let fut = handler(req, peer);
                     async move { Ok::<_, Infallible>(fut.await) }

@@ -185,6 +185,7 @@ pub fn config_from_args(
         boot_token_secret: (common.lease_namespace(), args.boot_token_secret.clone()),
         boot_window: args.boot_window,
         metadata_auth: args.metadata_auth,
+        tls: args.tls_cert_file.clone().zip(args.tls_key_file.clone()),
     })
 }
 
@@ -219,10 +220,15 @@ pub async fn start(
             what: "the boot server",
             source,
         })?;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(runtime::tls::acceptor(cert, key)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let boot_url = config
         .boot_server_url
         .clone()
-        .unwrap_or_else(|| format!("http://{boot_addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{boot_addr}"));
     let metadata_listener = config
         .metadata_listen
         .take()
@@ -301,6 +307,7 @@ pub async fn start(
     });
     tasks.push(http::serve(
         boot_listener,
+        tls.clone(),
         shutdown.clone(),
         move |req, peer| {
             let boot = Arc::clone(&boot);
@@ -318,10 +325,15 @@ pub async fn start(
             key: key.clone(),
             auth: config.metadata_auth,
         });
-        tasks.push(http::serve(l, shutdown.clone(), move |req, peer| {
-            let md = Arc::clone(&md);
-            async move { md.handle(req, peer).await }
-        }));
+        tasks.push(http::serve(
+            l,
+            tls.clone(),
+            shutdown.clone(),
+            move |req, peer| {
+                let md = Arc::clone(&md);
+                async move { md.handle(req, peer).await }
+            },
+        ));
         tracing::info!(addr = ?metadata_addr, "metadata service listening");
     }
 

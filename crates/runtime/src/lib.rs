@@ -15,3 +15,4 @@ pub mod lease;
 pub mod logging;
 pub mod metrics;
 pub mod shutdown;
+pub mod tls;

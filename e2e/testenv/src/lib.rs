@@ -13,6 +13,7 @@
 
 pub mod bench;
 mod pki;
+pub mod tls;
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

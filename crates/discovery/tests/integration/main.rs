@@ -11,3 +11,4 @@ mod onboard;
 mod process;
 mod rbac;
 mod safety;
+mod tls;

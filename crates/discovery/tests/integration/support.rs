@@ -207,7 +207,7 @@ impl Harness {
             metrics.clone(),
         );
         let (addr, _) = registry
-            .serve("127.0.0.1:0".parse().unwrap(), token.clone())
+            .serve("127.0.0.1:0".parse().unwrap(), None, token.clone())
             .await
             .expect("registry");
         let registry_url = format!("http://{addr}");
