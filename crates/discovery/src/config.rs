@@ -66,6 +66,11 @@ pub struct Args {
     )]
     pub registry_tls_cert_file: Option<std::path::PathBuf>,
 
+    /// CA bundle (PEM) the probe agent verifies an `https://` registry against; defaults to
+    /// `--registry-tls-cert-file` (enough for a self-signed registry certificate).
+    #[arg(long, env = "METAL_REGISTRY_CA_FILE")]
+    pub registry_ca_file: Option<std::path::PathBuf>,
+
     /// Private key (PEM) of `--registry-tls-cert-file`.
     #[arg(
         long,
@@ -187,6 +192,9 @@ pub struct Config {
     pub manager_namespace: String,
     /// Registry URL advertised to the agent.
     pub registry_url: Option<String>,
+    /// CA bundle (PEM) the agent verifies an `https://` registry against (written into its
+    /// ignition).
+    pub registry_ca: Option<String>,
     /// Probe OS image.
     pub probe_os_image: String,
     /// Probe kernel URL.
@@ -248,6 +256,7 @@ impl Args {
                 .or_else(|| std::env::var("POD_NAMESPACE").ok())
                 .unwrap_or_else(|| "default".into()),
             registry_url,
+            registry_ca: None,
             probe_os_image: self.probe_os_image.clone(),
             probe_kernel_url: self.probe_kernel_url.clone(),
             probe_initrd_url: self.probe_initrd_url.clone(),

@@ -60,7 +60,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .client()
         .await
         .context("building the Kubernetes client")?;
-    let cfg = args.config();
+    let mut cfg = args.config();
     let macdb = match &args.mac_prefixes_file {
         Some(p) => Some(logic::macdb::MacDb::load(p)?),
         None => None,
@@ -80,6 +80,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         cfg.manager_namespace.clone(),
         metrics.clone(),
     );
+    if let Some(f) = args
+        .registry_ca_file
+        .as_ref()
+        .or(args.registry_tls_cert_file.as_ref())
+    {
+        cfg.registry_ca = Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading the registry CA bundle {}", f.display()))?,
+        );
+    }
     let registry_tls = match (&args.registry_tls_cert_file, &args.registry_tls_key_file) {
         (Some(cert), Some(key)) => Some(
             runtime::tls::acceptor(cert, key)

@@ -589,7 +589,7 @@ async fn ensure_secret(ctx: &Ctx, server: &Server, registry_url: &str) -> Result
             "ownerReferences": owner_ref(server).into_iter().collect::<Vec<_>>(),
         },
         "type": "Opaque",
-        "stringData": {TOKEN_KEY: token, IGNITION_KEY: ignition(registry_url, &uuid, &token)},
+        "stringData": {TOKEN_KEY: token, IGNITION_KEY: ignition(registry_url, &uuid, &token, ctx.cfg.registry_ca.as_deref())},
     }))?;
     ctx.metrics.write("Secret", "create");
     match api

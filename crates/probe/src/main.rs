@@ -17,6 +17,10 @@ struct Args {
     /// The server's system UUID (default: DMI product_uuid below --root).
     #[arg(long, env = "METAL_PROBE_SERVER_UUID")]
     server_uuid: Option<String>,
+    /// CA bundle (PEM) an `https://` registry's certificate must chain to (written by the
+    /// discovery ignition to /etc/metal/registry-ca.pem when the registry serves HTTPS).
+    #[arg(long, env = "METAL_PROBE_REGISTRY_CA_FILE")]
+    registry_ca_file: Option<PathBuf>,
     /// File holding the bearer token (written by the discovery ignition to /etc/metal/probe-token).
     #[arg(long, env = "METAL_PROBE_TOKEN_FILE")]
     token_file: Option<PathBuf>,
@@ -111,6 +115,12 @@ async fn main() -> anyhow::Result<()> {
             timeout: args.timeout,
             max_attempts: args.attempts,
             initial_backoff: args.backoff,
+            ca_pem: match &args.registry_ca_file {
+                Some(p) => Some(
+                    std::fs::read(p).with_context(|| format!("reading CA file {}", p.display()))?,
+                ),
+                None => None,
+            },
             ..PostOptions::default()
         },
     };

@@ -6,7 +6,8 @@
 //! (`401`/`403` for a wrong token, `400`, `404`, `413`) are final. The token never appears in
 //! errors or logs.
 //!
-//! Plain `http://` registry URLs only (the registry is an in-cluster Service, as upstream).
+//! `http://` and `https://` registry URLs; an `https://` registry is verified against the CA
+//! bundle in [`PostOptions::ca_pem`] only (no system roots: the registry's CA is the site's).
 
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ pub struct PostOptions {
     pub initial_backoff: Duration,
     /// Upper bound of the wait between attempts.
     pub max_backoff: Duration,
+    /// CA bundle (PEM) an `https://` registry's certificate must chain to.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for PostOptions {
@@ -40,6 +43,7 @@ impl Default for PostOptions {
             max_attempts: 6,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
+            ca_pem: None,
         }
     }
 }
@@ -79,6 +83,9 @@ pub enum PostError {
         /// The start of the last response body.
         body: String,
     },
+    /// The registry's certificate is not vouched for by the CA bundle.
+    #[error("registry TLS: {0}")]
+    Tls(String),
     /// The registry could not be reached or did not answer in time until attempts ran out.
     #[error("registry unreachable after {attempts} attempts: {reason}")]
     Unreachable {
@@ -146,6 +153,8 @@ pub async fn post_bootstate(
 struct Target {
     authority: String,
     path: String,
+    /// For `https://`: the name the certificate must carry.
+    tls_name: Option<String>,
 }
 
 fn target(registry_url: &str, endpoint: &str) -> Result<Target, PostError> {
@@ -154,11 +163,16 @@ fn target(registry_url: &str, endpoint: &str) -> Result<Target, PostError> {
         reason: reason.to_string(),
     };
     let url = url::Url::parse(registry_url).map_err(|e| invalid(&e.to_string()))?;
-    if url.scheme() != "http" {
-        return Err(invalid("only http:// is supported"));
-    }
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        _ => return Err(invalid("only http:// and https:// are supported")),
+    };
     let host = url.host_str().ok_or_else(|| invalid("no host"))?;
-    let port = url.port_or_known_default().unwrap_or(80);
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if tls { 443 } else { 80 });
+    let tls_name = tls.then(|| host.trim_matches(|c| c == '[' || c == ']').to_string());
     let host = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {
@@ -168,6 +182,7 @@ fn target(registry_url: &str, endpoint: &str) -> Result<Target, PostError> {
     Ok(Target {
         authority: format!("{host}:{port}"),
         path: format!("{base}/{endpoint}"),
+        tls_name,
     })
 }
 
@@ -185,19 +200,27 @@ async fn send<T: Serialize>(
     payload: &T,
 ) -> Result<(), PostError> {
     let target = target(registry_url, endpoint)?;
+    let tls = match &target.tls_name {
+        None => None,
+        Some(name) => Some(connector(opts, registry_url, name)?),
+    };
     let body = Bytes::from(serde_json::to_vec(payload).unwrap_or_default());
     let attempts = opts.max_attempts.max(1);
     let mut backoff = opts.initial_backoff;
     let mut last = (None, String::new());
     for attempt in 1..=attempts {
-        let outcome =
-            match tokio::time::timeout(opts.timeout, once(&target, token, body.clone())).await {
-                Ok(o) => o,
-                Err(_) => Attempt::Retry {
-                    status: None,
-                    reason: format!("no answer within {:?}", opts.timeout),
-                },
-            };
+        let outcome = match tokio::time::timeout(
+            opts.timeout,
+            once(&target, tls.as_ref(), token, body.clone()),
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(_) => Attempt::Retry {
+                status: None,
+                reason: format!("no answer within {:?}", opts.timeout),
+            },
+        };
         match outcome {
             Attempt::Done => return Ok(()),
             Attempt::Final(e) => return Err(e),
@@ -222,7 +245,55 @@ async fn send<T: Serialize>(
     })
 }
 
-async fn once(target: &Target, token: &str, body: Bytes) -> Attempt {
+/// The TLS connector for an `https://` registry: its CA bundle and the name to verify.
+fn connector(
+    opts: &PostOptions,
+    registry_url: &str,
+    name: &str,
+) -> Result<
+    (
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    ),
+    PostError,
+> {
+    let invalid = |reason: String| PostError::InvalidUrl {
+        url: registry_url.to_string(),
+        reason,
+    };
+    let pem = opts.ca_pem.as_deref().ok_or_else(|| {
+        invalid("an https:// registry needs a CA bundle (--registry-ca-file)".into())
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut &pem[..]).filter_map(Result::ok) {
+        roots
+            .add(c)
+            .map_err(|e| invalid(format!("CA bundle: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid("the CA bundle holds no certificate".into()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| invalid(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string())
+        .map_err(|e| invalid(format!("host {name}: {e}")))?;
+    Ok((
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+        server_name,
+    ))
+}
+
+type Tls = (
+    tokio_rustls::TlsConnector,
+    rustls::pki_types::ServerName<'static>,
+);
+
+async fn once(target: &Target, tls: Option<&Tls>, token: &str, body: Bytes) -> Attempt {
     let retry = |reason: String| Attempt::Retry {
         status: None,
         reason,
@@ -232,6 +303,27 @@ async fn once(target: &Target, token: &str, body: Bytes) -> Attempt {
         Err(e) => return retry(format!("connect {}: {e}", target.authority)),
     };
     let _ = stream.set_nodelay(true);
+    match tls {
+        None => exchange(stream, target, token, body).await,
+        Some((connector, name)) => match connector.connect(name.clone(), stream).await {
+            Ok(s) => exchange(s, target, token, body).await,
+            // A certificate the CA does not vouch for will not change: final.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Attempt::Final(PostError::Tls(e.to_string()))
+            }
+            Err(e) => retry(format!("TLS handshake: {e}")),
+        },
+    }
+}
+
+async fn exchange<S>(stream: S, target: &Target, token: &str, body: Bytes) -> Attempt
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let retry = |reason: String| Attempt::Retry {
+        status: None,
+        reason,
+    };
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     {
         Ok(x) => x,
@@ -310,8 +402,12 @@ mod tests {
         );
         let t = target("http://[fd00::1]:8080", "register").unwrap();
         assert_eq!(t.authority, "[fd00::1]:8080");
+        let t = target("https://registry.metal.svc", "register").unwrap();
+        assert_eq!(t.authority, "registry.metal.svc:443");
+        assert_eq!(t.tls_name.as_deref(), Some("registry.metal.svc"));
+        assert!(target("http://x", "register").unwrap().tls_name.is_none());
         assert!(matches!(
-            target("https://x", "register"),
+            target("ftp://x", "register"),
             Err(PostError::InvalidUrl { .. })
         ));
         assert!(matches!(

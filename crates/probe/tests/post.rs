@@ -12,6 +12,7 @@ fn fast() -> PostOptions {
         max_attempts: 4,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(40),
+        ca_pem: None,
     }
 }
 

@@ -62,23 +62,46 @@ pub fn cmdline(registry_url: &str, system_uuid: &str) -> String {
     format!("metal.registry={registry_url} metal.server-uuid={system_uuid}")
 }
 
-/// The Ignition v3 config: writes the token to [`TOKEN_PATH`] (mode 0600) and runs
-/// `metal-probe --registry-url <url> --server-uuid <uuid> --token-file <path>`.
-pub fn ignition(registry_url: &str, system_uuid: &str, token: &str) -> String {
+/// Where the ignition puts the registry's CA bundle for the agent.
+pub const CA_PATH: &str = "/etc/metal/registry-ca.pem";
+
+/// The Ignition v3 config: writes the token to [`TOKEN_PATH`] (mode 0600), the registry's CA
+/// bundle to [`CA_PATH`] when given, and runs `metal-probe --registry-url <url> --server-uuid
+/// <uuid> --token-file <path> [--registry-ca-file <path>]`.
+pub fn ignition(
+    registry_url: &str,
+    system_uuid: &str,
+    token: &str,
+    registry_ca: Option<&str>,
+) -> String {
+    let ca_arg = registry_ca.map_or(String::new(), |_| format!(" --registry-ca-file {CA_PATH}"));
     let unit = format!(
         "[Unit]\nDescription=metal in-band discovery agent\nWants=network-online.target\nAfter=network-online.target\n\n\
-         [Service]\nExecStart=/usr/local/bin/metal-probe --registry-url {registry_url} --server-uuid {system_uuid} --token-file {TOKEN_PATH}\n\
+         [Service]\nExecStart=/usr/local/bin/metal-probe --registry-url {registry_url} --server-uuid {system_uuid} --token-file {TOKEN_PATH}{ca_arg}\n\
          Restart=on-failure\nRestartSec=5\n\n[Install]\nWantedBy=multi-user.target\n"
     );
+    let mut files = vec![json!({
+        "path": TOKEN_PATH,
+        "mode": 0o600,
+        "overwrite": true,
+        // The token is URL-safe base64, so it needs no further escaping in a data URL.
+        "contents": {"source": format!("data:,{token}")}
+    })];
+    if let Some(ca) = registry_ca {
+        use base64::Engine as _;
+        files.push(json!({
+            "path": CA_PATH,
+            "mode": 0o644,
+            "overwrite": true,
+            "contents": {"source": format!(
+                "data:;base64,{}",
+                base64::engine::general_purpose::STANDARD.encode(ca)
+            )}
+        }));
+    }
     json!({
         "ignition": {"version": "3.4.0"},
-        "storage": {"files": [{
-            "path": TOKEN_PATH,
-            "mode": 0o600,
-            "overwrite": true,
-            // The token is URL-safe base64, so it needs no further escaping in a data URL.
-            "contents": {"source": format!("data:,{token}")}
-        }]},
+        "storage": {"files": files},
         "systemd": {"units": [{"name": "metal-probe.service", "enabled": true, "contents": unit}]}
     })
     .to_string()
@@ -125,7 +148,7 @@ mod tests {
 
     #[test]
     fn ignition_carries_token_and_command() {
-        let ign = ignition("http://10.0.0.1:10000", "uuid-1", "tok");
+        let ign = ignition("http://10.0.0.1:10000", "uuid-1", "tok", None);
         let v: serde_json::Value = serde_json::from_str(&ign).unwrap();
         assert_eq!(v["ignition"]["version"], "3.4.0");
         assert_eq!(v["storage"]["files"][0]["mode"], 384);
@@ -136,5 +159,35 @@ mod tests {
             cmdline("http://r", "u"),
             "metal.registry=http://r metal.server-uuid=u"
         );
+    }
+
+    #[test]
+    fn an_https_registry_gets_its_ca_bundle_into_the_agent() {
+        let ign = ignition(
+            "https://10.0.0.1:10000",
+            "uuid-1",
+            "tok",
+            Some("-----BEGIN CERTIFICATE-----"),
+        );
+        let v: serde_json::Value = serde_json::from_str(&ign).unwrap();
+        let files = v["storage"]["files"].as_array().unwrap();
+        let ca = files
+            .iter()
+            .find(|f| f["path"] == CA_PATH)
+            .expect("CA file");
+        assert!(
+            ca["contents"]["source"]
+                .as_str()
+                .unwrap()
+                .starts_with("data:;base64,")
+        );
+        let unit = v["systemd"]["units"][0]["contents"].as_str().unwrap();
+        assert!(
+            unit.contains(&format!("--registry-ca-file {CA_PATH}")),
+            "{unit}"
+        );
+        assert_eq!(token_from_ignition(&ign).as_deref(), Some("tok"));
+        let plain = ignition("http://10.0.0.1:10000", "uuid-1", "tok", None);
+        assert!(!plain.contains(CA_PATH));
     }
 }

@@ -38,6 +38,30 @@ async fn the_registry_speaks_https_only_and_still_checks_the_token() {
     .expect("https");
     assert!(status == 401 || status == 403, "{status}");
     assert!(!String::from_utf8_lossy(&answer).contains("not-the-token"));
+    // The probe agent's own client over HTTPS: with the CA it reaches the registry (which
+    // refuses the token); with another CA it refuses the registry at once.
+    let url = format!("https://127.0.0.1:{}", addr.port());
+    let report = metal_probe::Report::default();
+    let opts = |ca: &str| metal_probe::post::PostOptions {
+        max_attempts: 1,
+        ca_pem: Some(ca.as_bytes().to_vec()),
+        ..Default::default()
+    };
+    let e = metal_probe::post::post_with(&opts(&tls.ca_pem), &url, "uuid-x", "wrong", &report)
+        .await
+        .unwrap_err();
+    assert!(e.is_unauthorized(), "{e}");
+    let other = loopback_tls(tempfile::tempdir().unwrap().path());
+    let e = metal_probe::post::post_with(&opts(&other.ca_pem), &url, "uuid-x", "wrong", &report)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, metal_probe::post::PostError::Tls(_)), "{e}");
+    let no_ca = metal_probe::post::PostOptions::default();
+    let e = metal_probe::post::post_with(&no_ca, &url, "uuid-x", "wrong", &report)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("needs a CA bundle"), "{e}");
+
     let plain = plain_get(addr.port(), "/register").await;
     assert!(
         !plain.starts_with(b"HTTP/"),
