@@ -67,6 +67,9 @@ pub struct BootServer {
 /// opened (the power-on record and the firmware's first request may race the watch).
 const WINDOW_CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Closes tried per request before giving up with 503 (each after the cache caught up).
+const CLOSE_ATTEMPTS: usize = 3;
+
 impl std::fmt::Debug for BootServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BootServer").finish_non_exhaustive()
@@ -124,49 +127,63 @@ impl BootServer {
     /// For an identifying request: the server and its configuration when its boot window is
     /// open, after closing the window (so the answer is given once per power-on). `Err` is the
     /// response to give instead (`404`, or `503` when the close could not be written).
+    ///
+    /// A conflicting close means the cache was behind the Server (typically: this very window
+    /// was closed a moment ago by the previous answer). Rather than a 503 the firmware would
+    /// have to retry, the decision is taken again once the cache has caught up, so a second
+    /// fetch in the same boot gets the same 404 as any later one.
     async fn take_window(
         &self,
         q: &Query,
         peer: SocketAddr,
     ) -> Result<(Arc<Server>, Arc<ServerBootConfiguration>), Response<Body>> {
-        let started = tokio::time::Instant::now();
-        let (server, sbc) = loop {
-            let Some((server, sbc)) = self.active(q) else {
-                return Err(not_found());
+        let mut started = tokio::time::Instant::now();
+        let mut stale: Option<String> = None;
+        for _ in 0..CLOSE_ATTEMPTS {
+            let (server, sbc) = loop {
+                let Some((server, sbc)) = self.active(q) else {
+                    return Err(not_found());
+                };
+                let behind = stale.is_some() && server.metadata.resource_version == stale;
+                let conds = server
+                    .status
+                    .as_ref()
+                    .map(|s| s.conditions.as_slice())
+                    .unwrap_or_default();
+                if !behind && api::bootwindow::is_open(conds, &status::now(), self.window) {
+                    break (server, sbc);
+                }
+                if started.elapsed() >= WINDOW_CACHE_WAIT {
+                    if behind {
+                        return Err(unavailable());
+                    }
+                    tracing::info!(server = %server.name_any(), %peer, "boot script refused: no open boot window (no recorded network-boot power-on, or its script was already served)");
+                    return Err(not_found());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             };
-            let conds = server
-                .status
-                .as_ref()
-                .map(|s| s.conditions.as_slice())
-                .unwrap_or_default();
-            if api::bootwindow::is_open(conds, &status::now(), self.window) {
-                break (server, sbc);
-            }
-            if started.elapsed() >= WINDOW_CACHE_WAIT {
-                tracing::info!(server = %server.name_any(), %peer, "boot script refused: no open boot window (no recorded network-boot power-on, or its script was already served)");
-                return Err(not_found());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        };
-        let mut draft = ServerDraft::of(&server);
-        api::bootwindow::close(
-            &mut draft.conditions,
-            &format!("boot script served to {}", peer.ip()),
-            server.metadata.generation,
-            status::now(),
-        );
-        match status::apply_server(&self.client, &server, &draft, true).await {
-            Ok(_) => Ok((server, sbc)),
-            Err(e) if status::is_conflict(&e) => {
-                // Another replica served it, or the Server changed since the cache saw it: the
-                // firmware retries, and the retry sees the current object.
-                Err(unavailable())
-            }
-            Err(e) => {
-                tracing::warn!(server = %server.name_any(), error = %e, "cannot record the served boot script");
-                Err(unavailable())
+            let mut draft = ServerDraft::of(&server);
+            api::bootwindow::close(
+                &mut draft.conditions,
+                &format!("boot script served to {}", peer.ip()),
+                server.metadata.generation,
+                status::now(),
+            );
+            match status::apply_server(&self.client, &server, &draft, true).await {
+                Ok(_) => return Ok((server, sbc)),
+                Err(e) if status::is_conflict(&e) => {
+                    // Another replica served it, or the Server changed since the cache saw it:
+                    // decide again on the newer object.
+                    stale = server.metadata.resource_version.clone();
+                    started = tokio::time::Instant::now();
+                }
+                Err(e) => {
+                    tracing::warn!(server = %server.name_any(), error = %e, "cannot record the served boot script");
+                    return Err(unavailable());
+                }
             }
         }
+        Err(unavailable())
     }
 
     /// Answers one request.
