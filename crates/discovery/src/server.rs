@@ -184,6 +184,21 @@ fn round_start(server: &Server) -> Duration {
     }
 }
 
+/// Time since the server was created.
+fn age(server: &Server) -> Duration {
+    server
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| {
+            k8s_openapi::jiff::Timestamp::now()
+                .duration_since(t.0)
+                .try_into()
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 /// Reconciles one Server.
 pub async fn reconcile(server: Arc<Server>, ctx: Arc<Ctx>) -> Result<Action> {
     if ignored(&server.metadata) || server.metadata.deletion_timestamp.is_some() {
@@ -233,6 +248,16 @@ pub async fn reconcile(server: Arc<Server>, ctx: Arc<Ctx>) -> Result<Action> {
         }
     }
     match state::phase(status.state) {
+        // Created with a claim reference and no status (a restore, upstream #1108): reservation
+        // adopts it straight into Reserved once the claim exists. Discovery keeps off it for
+        // CLAIMED_NEW_GRACE (the claim may be restored after the server); a server whose
+        // claim never appears is then discovered, and reservation clears the stale reference.
+        Phase::New
+            if server.spec.server_claim_ref.is_some()
+                && age(&server) < state::CLAIMED_NEW_GRACE =>
+        {
+            Ok(Action::requeue(Duration::from_secs(10)))
+        }
         Phase::New => {
             let mut s = status.clone();
             s.state = Some(ServerState::Initial);

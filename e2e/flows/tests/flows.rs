@@ -877,3 +877,79 @@ async fn released_servers_are_cleaned_and_a_failed_cleaning_is_not_handed_out() 
     );
     assert!(s.spec.server_claim_ref.is_none());
 }
+
+/// Upstream #1108: a Server created with a claim reference and no status (a restore) goes
+/// straight to Reserved; discovery never takes it into Initial meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restored_with_a_claim_goes_straight_to_reserved() {
+    use futures::StreamExt as _;
+    use kube::runtime::{WatchStreamExt as _, watcher};
+    let site = Site::new("e2e-1108").await;
+    let rack = Rack::start(&site, "127.85.3.1", vec![default_group(1)]).await;
+    let _procs = start_all(&site, &rack, "out-of-band");
+    wait_states(&site, 1, "Available", "the rack's server Available").await;
+
+    let name = format!("{}-restored", site.run);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let api: Api<api::server::Server> = Api::all(site.client.clone());
+    let watch = {
+        let seen = seen.clone();
+        let stream = watcher(
+            api.clone(),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        )
+        .applied_objects();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(Ok(s)) = stream.next().await {
+                seen.lock().unwrap().push(state(&s));
+            }
+        })
+    };
+    claim(
+        &site,
+        &rack,
+        "restored",
+        json!({ "matchLabels": { "restore": name } }),
+    )
+    .await;
+    let mut labels = site.labels();
+    labels.insert("restore".into(), name.clone());
+    let server: api::server::Server = serde_json::from_value(json!({
+        "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "Server",
+        "metadata": { "name": name, "labels": labels },
+        "spec": {
+            "systemUUID": "00000000-0000-0000-0000-0000000001a8",
+            "serverClaimRef": { "namespace": site.ns, "name": "restored" },
+        },
+    }))
+    .expect("server");
+    api.create(&Default::default(), &server)
+        .await
+        .expect("create");
+    let s = eventually("restored server Reserved", LONG, async || {
+        let s = server_by_name(&site, &name).await;
+        (state(&s) == "Reserved").then_some(s)
+    })
+    .await;
+    assert_eq!(
+        s.spec.server_claim_ref.as_ref().map(|r| r.name.as_str()),
+        Some("restored")
+    );
+    assert_eq!(bound_server(&site, "restored").await, name);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    watch.abort();
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|st| st.is_empty() || st == "Reserved"),
+        "states seen: {seen:?}"
+    );
+    let s = server_by_name(&site, &name).await;
+    assert_eq!(state(&s), "Reserved", "still Reserved");
+    assert!(
+        s.status
+            .as_ref()
+            .is_none_or(|st| st.conditions.iter().all(|c| c.type_ != "Discovered")),
+        "discovery left it alone"
+    );
+}

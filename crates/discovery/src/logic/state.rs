@@ -25,6 +25,9 @@ pub enum Phase {
     NotOurs(Controller),
 }
 
+/// How long discovery leaves a new server that carries a claim reference to reservation.
+pub const CLAIMED_NEW_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The phase of a server in `state`.
 pub fn phase(state: Option<ServerState>) -> Phase {
     match state {
