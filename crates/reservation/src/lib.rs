@@ -135,9 +135,11 @@ impl Caches {
             move || g.ready()
         };
         Self {
-            servers: SharedWatch::spawn(
+            // Reservation's own managedFields entry stays: it says which taints are ours.
+            servers: SharedWatch::spawn_keeping_manager(
                 Api::all(client.clone()),
                 with_labels(&config.server_selector),
+                Some(writes::FIELD_MANAGER),
                 gate("cache/servers"),
             ),
             claims: SharedWatch::spawn(

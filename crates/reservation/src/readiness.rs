@@ -115,9 +115,59 @@ pub fn desired(server: &Server, rules: &[Arc<ServerReadinessRule>]) -> Desired {
     out
 }
 
+/// The taints (key, effect) that field manager `manager` owns on `server` through server-side
+/// apply of the main resource, read from its `managedFields` entry.
+///
+/// This is what keeps a taint from outliving its rule: a rule's deletion is cleaned up from the
+/// watch cache, which may not yet show a taint applied a moment before; once the rule is gone,
+/// only ownership tells reservation's taint from an operator's with the same key.
+pub fn owned_taints(server: &Server, manager: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in server.metadata.managed_fields.iter().flatten() {
+        if entry.manager.as_deref() != Some(manager)
+            || entry.operation.as_deref() != Some("Apply")
+            || entry.subresource.as_deref().is_some_and(|s| !s.is_empty())
+        {
+            continue;
+        }
+        let Some(fields) = entry.fields_v1.as_ref() else {
+            continue;
+        };
+        let Some(taints) = fields
+            .0
+            .pointer("/f:spec/f:taints")
+            .and_then(|t| t.as_object())
+        else {
+            continue;
+        };
+        for item in taints.keys() {
+            let Some(json) = item.strip_prefix("k:") else {
+                continue;
+            };
+            let Ok(key) = serde_json::from_str::<serde_json::Value>(json) else {
+                continue;
+            };
+            if let Some(k) = key.get("key").and_then(|v| v.as_str()) {
+                let effect = key
+                    .get("effect")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(api::common::TaintEffect::NoBind.as_str());
+                out.push((k.to_string(), effect.to_string()));
+            }
+        }
+    }
+    out
+}
+
 /// Whether `server` differs from `desired`: a wanted taint or annotation is missing, or the
-/// server carries a taint of one of `rules` (deleting ones included) that is no longer wanted.
-pub fn needs_apply(server: &Server, desired: &Desired, rules: &[Arc<ServerReadinessRule>]) -> bool {
+/// server carries a taint that is no longer wanted and is reservation's: of one of `rules`
+/// (deleting ones included), or owned by `manager` (a rule that is gone).
+pub fn needs_apply(
+    server: &Server,
+    desired: &Desired,
+    rules: &[Arc<ServerReadinessRule>],
+    manager: &str,
+) -> bool {
     let have = &server.spec.taints;
     if desired
         .taints
@@ -133,9 +183,13 @@ pub fn needs_apply(server: &Server, desired: &Desired, rules: &[Arc<ServerReadin
     {
         return true;
     }
+    let owned = owned_taints(server, manager);
     have.iter().any(|h| {
-        rules.iter().any(|r| same_taint(h, &rule_taint(r)))
-            && !desired.taints.iter().any(|d| same_taint(h, d))
+        let ours = rules.iter().any(|r| same_taint(h, &rule_taint(r)))
+            || owned
+                .iter()
+                .any(|(k, e)| *k == h.key && e == h.effect().as_str());
+        ours && !desired.taints.iter().any(|d| same_taint(h, d))
     })
 }
 
@@ -168,7 +222,9 @@ mod tests {
     use api::common::TaintEffect;
     use api::server::{ServerSpec, ServerStatus};
     use api::serverreadinessrule::{ConditionRequirement, RequiredStatus, ServerReadinessRuleSpec};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        Condition, FieldsV1, LabelSelector, ManagedFieldsEntry, Time,
+    };
     use k8s_openapi::jiff::Timestamp;
 
     fn rule(
@@ -344,14 +400,17 @@ mod tests {
         let rules = [r.clone()];
         let mut s = server(&[]);
         let d = desired(&s, &rules);
-        assert!(needs_apply(&s, &d, &rules), "taint missing");
+        assert!(
+            needs_apply(&s, &d, &rules, "metal-reservation"),
+            "taint missing"
+        );
         s.spec.taints = vec![rule_taint(&r)];
-        assert!(!needs_apply(&s, &d, &rules), "in sync");
+        assert!(!needs_apply(&s, &d, &rules, "metal-reservation"), "in sync");
         // Conditions met now: our taint is stale.
         let mut met = server(&[("A", "True")]);
         met.spec.taints = vec![rule_taint(&r)];
         let d = desired(&met, &rules);
-        assert!(needs_apply(&met, &d, &rules));
+        assert!(needs_apply(&met, &d, &rules, "metal-reservation"));
         // An operator's unrelated taint never triggers an apply.
         let mut op = server(&[("A", "True")]);
         op.spec.taints = vec![Taint {
@@ -359,7 +418,12 @@ mod tests {
             value: None,
             effect: None,
         }];
-        assert!(!needs_apply(&op, &desired(&op, &rules), &rules));
+        assert!(!needs_apply(
+            &op,
+            &desired(&op, &rules),
+            &rules,
+            "metal-reservation"
+        ));
         // Missing completion annotation.
         let b = rule(
             "b",
@@ -371,7 +435,91 @@ mod tests {
         assert!(needs_apply(
             &s,
             &desired(&s, std::slice::from_ref(&b)),
-            &[b]
+            &[b],
+            "metal-reservation"
+        ));
+    }
+
+    fn owned_by(
+        manager: &str,
+        subresource: Option<&str>,
+        keys: &[(&str, &str)],
+    ) -> ManagedFieldsEntry {
+        let taints: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .map(|(k, e)| {
+                (
+                    format!("k:{}", serde_json::json!({"effect": e, "key": k})),
+                    serde_json::json!({".": {}, "f:effect": {}, "f:key": {}}),
+                )
+            })
+            .collect();
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some("Apply".into()),
+            subresource: subresource.map(str::to_string),
+            fields_type: Some("FieldsV1".into()),
+            fields_v1: Some(FieldsV1(
+                serde_json::json!({"f:spec": {"f:taints": taints}}),
+            )),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_taint_reservation_owns_is_removed_after_its_rule_is_gone() {
+        let taint = |k: &str| Taint {
+            key: k.into(),
+            value: None,
+            effect: Some(TaintEffect::NoBind),
+        };
+        let mut s = server(&[]);
+        s.spec.taints = vec![taint("gone-rule"), taint("operator")];
+        s.metadata.managed_fields = Some(vec![
+            owned_by("metal-reservation", None, &[("gone-rule", "NoBind")]),
+            owned_by("kubectl", None, &[("operator", "NoBind")]),
+        ]);
+        assert_eq!(
+            owned_taints(&s, "metal-reservation"),
+            [("gone-rule".to_string(), "NoBind".to_string())]
+        );
+        // No rule left: the owned taint is stale, the operator's is not ours.
+        assert!(needs_apply(&s, &desired(&s, &[]), &[], "metal-reservation"));
+        s.spec.taints = vec![taint("operator")];
+        assert!(!needs_apply(
+            &s,
+            &desired(&s, &[]),
+            &[],
+            "metal-reservation"
+        ));
+        // Same key under another manager, or in a status entry: not ours.
+        s.spec.taints = vec![taint("gone-rule")];
+        s.metadata.managed_fields = Some(vec![
+            owned_by("kubectl", None, &[("gone-rule", "NoBind")]),
+            owned_by(
+                "metal-reservation",
+                Some("status"),
+                &[("gone-rule", "NoBind")],
+            ),
+        ]);
+        assert!(owned_taints(&s, "metal-reservation").is_empty());
+        assert!(!needs_apply(
+            &s,
+            &desired(&s, &[]),
+            &[],
+            "metal-reservation"
+        ));
+        // A different effect is a different list entry.
+        s.metadata.managed_fields = Some(vec![owned_by(
+            "metal-reservation",
+            None,
+            &[("gone-rule", "Evict")],
+        )]);
+        assert!(!needs_apply(
+            &s,
+            &desired(&s, &[]),
+            &[],
+            "metal-reservation"
         ));
     }
 

@@ -176,7 +176,7 @@ async fn lifecycle(server: &Server, ctx: &Ctx) -> Result<Option<Action>, Error> 
 async fn apply_readiness(server: &Server, ctx: &Ctx) -> Result<(), Error> {
     let rules = ctx.rules.state();
     let desired = readiness::desired(server, &rules);
-    if !readiness::needs_apply(server, &desired, &rules) {
+    if !readiness::needs_apply(server, &desired, &rules, crate::writes::FIELD_MANAGER) {
         return Ok(());
     }
     let name = server.name_any();

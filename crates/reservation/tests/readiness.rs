@@ -225,3 +225,52 @@ async fn rule_taints_keep_claims_away_until_ready() {
     env.wait_claim("web", 30, is_bound).await;
     ctl.stop().await;
 }
+
+/// The race behind a failure of `rbac`: a rule deleted while its taint's apply is still on the
+/// way. The rule's cleanup saw no carrier in the cache and let the rule go; the taint landed
+/// after. Reproduced deterministically: the taint is applied as reservation's manager with no
+/// rule left. Reservation owns it (managedFields), so it is removed; an operator's taint with a
+/// similar key stays.
+#[tokio::test]
+async fn a_taint_whose_rule_is_gone_is_removed() {
+    let env = Env::new("orphan").await;
+    env.server("a", &[("pool", "web")], |_| {}).await;
+    let orphan = format!("{}/deleted-rule", env.id);
+    let operator = format!("{}/operator-hold", env.id);
+    env.servers()
+        .patch(
+            &env.server_name("a"),
+            &PatchParams::apply("metal-reservation").force(),
+            &Patch::Apply(json!({
+                "apiVersion": api::API_VERSION, "kind": "Server",
+                "spec": {"taints": [{"key": orphan, "value": "true", "effect": "NoBind"}]},
+            })),
+        )
+        .await
+        .expect("orphaned taint");
+    env.servers()
+        .patch(
+            &env.server_name("a"),
+            &PatchParams::apply("operator").force(),
+            &Patch::Apply(json!({
+                "apiVersion": api::API_VERSION, "kind": "Server",
+                "spec": {"taints": [{"key": operator, "effect": "NoBind"}]},
+            })),
+        )
+        .await
+        .expect("operator taint");
+    let ctl = env.start("i1");
+    env.wait_server("a", 30, |s| {
+        !has_taint(s, &orphan) && has_taint(s, &operator)
+    })
+    .await;
+    // And it stays that way: nothing re-adds or fights over the operator's entry.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = env.get_server("a").await;
+    assert!(
+        !has_taint(&a, &orphan) && has_taint(&a, &operator),
+        "{:?}",
+        a.spec.taints
+    );
+    ctl.stop().await;
+}

@@ -4,7 +4,7 @@
 //! change notifications triggers them. Caches run for the whole life of the process, also on a
 //! standby replica (so `/readyz` means "caches synced" everywhere and a new leader starts warm);
 //! controllers subscribe only while leading. `managedFields` are dropped before caching, which
-//! roughly halves the memory per object.
+//! roughly halves the memory per object (a cache may keep its own manager's entry).
 //!
 //! A subscriber first receives every cached object, then every change. If it falls behind the
 //! fan-out buffer it receives every cached object again instead of the lost changes, so no
@@ -55,6 +55,18 @@ where
         config: watcher::Config,
         on_synced: impl FnOnce() + Send + 'static,
     ) -> Self {
+        Self::spawn_keeping_manager(api, config, None, on_synced)
+    }
+
+    /// Like [`Self::spawn`], but keeps the `managedFields` entries of field manager `keep`: a
+    /// controller that applies a subset of a list (say, some taints) needs them to tell the
+    /// entries it owns from everyone else's after the reason it applied them is gone.
+    pub fn spawn_keeping_manager(
+        api: Api<K>,
+        config: watcher::Config,
+        keep: Option<&'static str>,
+        on_synced: impl FnOnce() + Send + 'static,
+    ) -> Self {
         let (store, writer) = reflector::store::<K>();
         let (tx, _) = broadcast::channel(4096);
         let sender = tx.clone();
@@ -68,7 +80,12 @@ where
             let mut before_relist: Vec<Arc<K>> = Vec::new();
             let stream = watcher(api, config)
                 .default_backoff()
-                .modify(|o| o.managed_fields_mut().clear())
+                .modify(move |o| match keep {
+                    Some(m) => o
+                        .managed_fields_mut()
+                        .retain(|e| e.manager.as_deref() == Some(m)),
+                    None => o.managed_fields_mut().clear(),
+                })
                 .reflect(writer);
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
