@@ -1,5 +1,6 @@
 //! Project tasks behind `cargo xtask`: the two README commands (`up`, `test`) and CRD generation.
 
+mod fuzz;
 mod up;
 
 use anyhow::{Context as _, bail};
@@ -24,9 +25,18 @@ enum Cmd {
         /// Skip `cargo fmt --check` and clippy.
         #[arg(long)]
         no_lint: bool,
+        /// Seconds the Redfish fuzz target runs after the tests (0 skips it).
+        #[arg(long, default_value_t = 60)]
+        fuzz_seconds: u64,
         /// Extra arguments passed to `cargo test` (after `--workspace`).
         #[arg(trailing_var_arg = true)]
         cargo_args: Vec<String>,
+    },
+    /// Run the Redfish model fuzz target (stable toolchain, libFuzzer) for a bounded time.
+    Fuzz {
+        /// How long libFuzzer runs.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
     },
     /// Write the generated CRD YAML to kustomize/base/crd.
     Crdgen,
@@ -90,7 +100,7 @@ fn crdgen(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn test(no_lint: bool, cargo_args: &[String]) -> anyhow::Result<()> {
+fn test(no_lint: bool, fuzz_seconds: u64, cargo_args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     if !no_lint {
         run(
@@ -128,6 +138,9 @@ fn test(no_lint: bool, cargo_args: &[String]) -> anyhow::Result<()> {
             .arg("crates/bmc-sim/scripts/service-validator.sh")
             .arg(target_dir()?.join("debug/metal-bmc-sim")),
     )?;
+    if fuzz_seconds > 0 {
+        fuzz::run(&root(), &target_dir()?, fuzz_seconds)?;
+    }
     eprintln!("all tests passed in {:.1?}", started.elapsed());
     Ok(())
 }
@@ -144,8 +157,10 @@ fn main() -> anyhow::Result<()> {
         Cmd::Up => up(),
         Cmd::Test {
             no_lint,
+            fuzz_seconds,
             cargo_args,
-        } => test(no_lint, &cargo_args),
+        } => test(no_lint, fuzz_seconds, &cargo_args),
+        Cmd::Fuzz { seconds } => fuzz::run(&root(), &target_dir()?, seconds),
         Cmd::Crdgen => crdgen(&root().join("kustomize/base/crd")),
         Cmd::ControlPlane => {
             let b = testenv::Binaries::locate()?;

@@ -2,9 +2,9 @@
 //! every model (unknown or wrongly typed fields are dropped, never fatal).
 //!
 //! ```text
-//! cd crates/redfish/fuzz && cargo +nightly fuzz run parse_models -- -max_total_time=60
+//! cargo xtask fuzz --seconds 60      # stable toolchain, seeded from ../tests/fixtures
+//! cd crates/redfish/fuzz && cargo +nightly fuzz run parse_models   # with cargo-fuzz, ASan
 //! ```
-//! Seed corpus: `mkdir -p corpus/parse_models && find ../tests/fixtures -name '*.json' -exec cp {} corpus/parse_models/ \;`
 
 #![no_main]
 
