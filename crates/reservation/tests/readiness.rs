@@ -237,28 +237,26 @@ async fn a_taint_whose_rule_is_gone_is_removed() {
     env.server("a", &[("pool", "web")], |_| {}).await;
     let orphan = format!("{}/deleted-rule", env.id);
     let operator = format!("{}/operator-hold", env.id);
-    env.servers()
-        .patch(
-            &env.server_name("a"),
-            &PatchParams::apply("metal-reservation").force(),
-            &Patch::Apply(json!({
-                "apiVersion": api::API_VERSION, "kind": "Server",
-                "spec": {"taints": [{"key": orphan, "value": "true", "effect": "NoBind"}]},
-            })),
-        )
-        .await
-        .expect("orphaned taint");
-    env.servers()
-        .patch(
-            &env.server_name("a"),
-            &PatchParams::apply("operator").force(),
-            &Patch::Apply(json!({
-                "apiVersion": api::API_VERSION, "kind": "Server",
-                "spec": {"taints": [{"key": operator, "effect": "NoBind"}]},
-            })),
-        )
-        .await
-        .expect("operator taint");
+    // Each taint applied under its own field manager, as its owner would.
+    let apply_taint = async |manager: &str, taint: serde_json::Value| {
+        env.servers()
+            .patch(
+                &env.server_name("a"),
+                &PatchParams::apply(manager).force(),
+                &Patch::Apply(json!({
+                    "apiVersion": api::API_VERSION, "kind": "Server",
+                    "spec": {"taints": [taint]},
+                })),
+            )
+            .await
+            .expect("apply taint");
+    };
+    apply_taint(
+        "metal-reservation",
+        json!({"key": orphan, "value": "true", "effect": "NoBind"}),
+    )
+    .await;
+    apply_taint("operator", json!({"key": operator, "effect": "NoBind"})).await;
     let ctl = env.start("i1");
     env.wait_server("a", 30, |s| {
         !has_taint(s, &orphan) && has_taint(s, &operator)
