@@ -193,6 +193,37 @@ pub const METADATA_FLAVOR_VALUE: &str = "IronCore Metal";
 /// claim releases it (else reservation's `--cleaning-mode`).
 pub const CLEANING_MODE_ANNOTATION: &str = "metal.ironcore.dev/cleaning-mode";
 
+/// The objects of an agent boot (the in-band agent, `metal-probe`, booted for a discovery or a
+/// cleaning) and how the registry finds the token of a report: shared by discovery, which
+/// serves the registry, and maintenance, which boots the cleaning agent.
+pub mod agent {
+    /// Label on an agent Secret and its report: the server's system UUID (lowercase).
+    pub const SYSTEM_UUID_LABEL: &str = "metal.ironcore.dev/system-uuid";
+    /// Annotation on the agent objects naming their Server (names can exceed label limits).
+    pub const SERVER_ANNOTATION: &str = "metal.ironcore.dev/server";
+    /// Secret key holding the bearer token.
+    pub const TOKEN_KEY: &str = "token";
+    /// Secret key holding the Ignition config.
+    pub const IGNITION_KEY: &str = "ignition";
+    /// Label on every object of a cleaning boot (Secret, boot configuration, report).
+    pub const CLEANING_LABEL: &str = "metal.ironcore.dev/cleaning";
+    /// Annotation on the cleaning Secret: the round it belongs to (the `CleaningRequested`
+    /// transition time, in seconds), so a report of an earlier round never counts.
+    pub const CLEANING_ROUND_ANNOTATION: &str = "metal.ironcore.dev/cleaning-round";
+    /// ConfigMap key holding the cleaning agent's report (JSON `CleaningPayload`).
+    pub const CLEANING_REPORT_KEY: &str = "cleaning.json";
+
+    /// The cleaning Secret (token + ignition) and boot configuration of a server.
+    pub fn cleaning_name(server: &str) -> String {
+        format!("{server}-cleaning")
+    }
+
+    /// The ConfigMap holding the cleaning agent's report.
+    pub fn cleaning_report_name(server: &str) -> String {
+        format!("{server}-cleaning-report")
+    }
+}
+
 closed_enum! {
     /// Values of [`CLEANING_MODE_ANNOTATION`] (our addition, not in upstream metal-operator).
     pub enum CleaningMode {

@@ -4,24 +4,29 @@
 //! |---|---|
 //! | `POST /register` `{systemUUID, data}` (upstream payload) | 201 stored; 400 bad body; 401 no/invalid `Authorization`; 403 wrong token or no discovery in progress; 413 body over 1 MiB |
 //! | `POST /bootstate` `{systemUUID, booted}` | 200 (`BootStateReceived=True` on the internal SBC when `booted`); same errors |
+//! | `POST /cleaning` `{systemUUID, mode, disks}` (the cleaning agent's wipe) | 201 stored; same errors, 403 also when no cleaning is in progress |
 //! | anything else | 404 / 405 |
 //!
 //! Authentication: `Authorization: Bearer <token>`, compared in constant time with the `token` of
 //! the server's discovery Secret (found by the `metal.ironcore.dev/system-uuid` label in the
-//! manager namespace). A rejected request writes nothing.
+//! manager namespace); for `/cleaning`, of its cleaning Secret (created by maintenance for the
+//! round, label `metal.ironcore.dev/cleaning`). A discovery token cannot report a cleaning nor
+//! the other way round. A rejected request writes nothing.
 //!
 //! Storage: the report is kept in the Kubernetes API, not in memory — a ConfigMap
 //! `<server>-discovery-report` in the manager namespace (key `report.json`), owned by the
 //! discovery Secret of the round it belongs to (so it is garbage-collected with it and can never
 //! be mistaken for a later round's report). Every replica serves the registry; all state goes
 //! through the API, so any replica can take any report and the leader's Server reconcile picks it
-//! up through its ConfigMap watch.
+//! up through its ConfigMap watch. A cleaning report goes to `<server>-cleaning-report`, owned
+//! by the cleaning Secret; maintenance reads it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use api::conditions::{self, ConditionStatus};
+use api::constants::agent::{CLEANING_LABEL, CLEANING_REPORT_KEY, cleaning_report_name};
 use api::constants::{condition_types, reasons};
 use api::serverbootconfiguration::ServerBootConfiguration;
 use bytes::Bytes;
@@ -33,7 +38,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use metal_probe::{BootstatePayload, RegistrationPayload};
+use metal_probe::{BootstatePayload, CleaningPayload, RegistrationPayload};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +49,14 @@ use crate::logic::ignition::{
     sbc_name, tokens_equal,
 };
 use crate::metrics::DiscoveryMetrics;
+
+/// The owner reference that ties a report to the Secret of its round.
+fn owner_of(secret: &Secret) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "name": secret.name_any(),
+        "uid": secret.metadata.uid.clone().unwrap_or_default(), "controller": true,
+    })
+}
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -132,7 +145,8 @@ impl Registry {
         let result = match (req.method(), path.as_str()) {
             (&Method::POST, "/register") => self.register(req).await,
             (&Method::POST, "/bootstate") => self.bootstate(req).await,
-            (_, "/register" | "/bootstate") => {
+            (&Method::POST, "/cleaning") => self.cleaning(req).await,
+            (_, "/register" | "/bootstate" | "/cleaning") => {
                 Err(Reject(StatusCode::METHOD_NOT_ALLOWED, "only POST".into()))
             }
             _ => Err(Reject(StatusCode::NOT_FOUND, "not found".into())),
@@ -141,7 +155,7 @@ impl Registry {
             Ok((s, b)) => (s, b),
             Err(Reject(s, b)) => (s, b),
         };
-        let label = if matches!(path.as_str(), "/register" | "/bootstate") {
+        let label = if matches!(path.as_str(), "/register" | "/bootstate" | "/cleaning") {
             path.as_str()
         } else {
             "other"
@@ -197,8 +211,9 @@ impl Registry {
         Ok((token, body))
     }
 
-    /// The discovery Secret of `uuid` whose token equals `token`.
-    async fn authenticate(&self, uuid: &str, token: &str) -> Result<Secret, Reject> {
+    /// The Secret of `uuid` carrying `purpose` (the discovery or the cleaning label) whose token
+    /// equals `token`.
+    async fn authenticate(&self, purpose: &str, uuid: &str, token: &str) -> Result<Secret, Reject> {
         let uuid = uuid.trim().to_ascii_lowercase();
         let valid_label = !uuid.is_empty()
             && uuid.len() <= 63
@@ -209,11 +224,10 @@ impl Registry {
             return Err(Reject(StatusCode::BAD_REQUEST, "invalid systemUUID".into()));
         }
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-        let lp = ListParams::default().labels(&format!(
-            "{DISCOVERY_LABEL}=true,{SYSTEM_UUID_LABEL}={uuid}"
-        ));
+        let lp =
+            ListParams::default().labels(&format!("{purpose}=true,{SYSTEM_UUID_LABEL}={uuid}"));
         let secrets = api.list(&lp).await.map_err(|e| {
-            tracing::warn!(error = %e, "registry: listing discovery secrets failed");
+            tracing::warn!(error = %e, "registry: listing agent secrets failed");
             Reject(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cannot check the token right now".into(),
@@ -241,7 +255,9 @@ impl Registry {
         let (token, body) = Self::read(req).await?;
         let payload: RegistrationPayload = serde_json::from_slice(&body)
             .map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("invalid payload: {e}")))?;
-        let secret = self.authenticate(&payload.system_uuid, &token).await?;
+        let secret = self
+            .authenticate(DISCOVERY_LABEL, &payload.system_uuid, &token)
+            .await?;
         let Some(server) = secret.annotations().get(SERVER_ANNOTATION).cloned() else {
             return Err(Reject(
                 StatusCode::FORBIDDEN,
@@ -251,10 +267,6 @@ impl Registry {
         let report = serde_json::to_string(&payload.data)
             .map_err(|e| Reject(StatusCode::BAD_REQUEST, e.to_string()))?;
         let name = report_name(&server);
-        let owner = json!({
-            "apiVersion": "v1", "kind": "Secret", "name": secret.name_any(),
-            "uid": secret.metadata.uid.clone().unwrap_or_default(), "controller": true,
-        });
         let body = json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {
@@ -262,16 +274,62 @@ impl Registry {
                 "namespace": self.namespace,
                 "labels": {DISCOVERY_LABEL: "true", SYSTEM_UUID_LABEL: payload.system_uuid.trim().to_ascii_lowercase()},
                 "annotations": {SERVER_ANNOTATION: server, "metal.ironcore.dev/received-at": now().0.to_string()},
-                "ownerReferences": [owner],
+                "ownerReferences": [owner_of(&secret)],
             },
             "data": {REPORT_KEY: report},
         });
+        self.store(&name, &server, &body).await?;
+        tracing::info!(server = %server, interfaces = payload.data.network_interfaces.len(), "registry: report stored");
+        Ok((StatusCode::CREATED, "registered".into()))
+    }
+
+    /// Stores a cleaning agent's report for maintenance, which decides whether it proves the
+    /// disks clean.
+    async fn cleaning(&self, req: Request<Incoming>) -> Result<(StatusCode, String), Reject> {
+        let (token, body) = Self::read(req).await?;
+        let payload: CleaningPayload = serde_json::from_slice(&body)
+            .map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("invalid payload: {e}")))?;
+        let secret = self
+            .authenticate(CLEANING_LABEL, &payload.system_uuid, &token)
+            .await?;
+        let Some(server) = secret.annotations().get(SERVER_ANNOTATION).cloned() else {
+            return Err(Reject(
+                StatusCode::FORBIDDEN,
+                "token not accepted for this system".into(),
+            ));
+        };
+        let report = serde_json::to_string(&payload)
+            .map_err(|e| Reject(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let name = cleaning_report_name(&server);
+        let body = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": {CLEANING_LABEL: "true", SYSTEM_UUID_LABEL: payload.system_uuid.trim().to_ascii_lowercase()},
+                "annotations": {SERVER_ANNOTATION: server, "metal.ironcore.dev/received-at": now().0.to_string()},
+                "ownerReferences": [owner_of(&secret)],
+            },
+            "data": {CLEANING_REPORT_KEY: report},
+        });
+        self.store(&name, &server, &body).await?;
+        tracing::info!(server = %server, disks = payload.disks.len(), "registry: cleaning report stored");
+        Ok((StatusCode::CREATED, "cleaning report stored".into()))
+    }
+
+    /// Applies a report ConfigMap (the latest report of a round wins).
+    async fn store(
+        &self,
+        name: &str,
+        server: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), Reject> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         self.metrics.write("ConfigMap", "apply");
         api.patch(
-            &name,
+            name,
             &kube::api::PatchParams::apply(MANAGER).force(),
-            &kube::api::Patch::Apply(&body),
+            &kube::api::Patch::Apply(body),
         )
         .await
         .map_err(|e| {
@@ -281,15 +339,16 @@ impl Registry {
                 "storing the report failed; retry".into(),
             )
         })?;
-        tracing::info!(server = %server, interfaces = payload.data.network_interfaces.len(), "registry: report stored");
-        Ok((StatusCode::CREATED, "registered".into()))
+        Ok(())
     }
 
     async fn bootstate(&self, req: Request<Incoming>) -> Result<(StatusCode, String), Reject> {
         let (token, body) = Self::read(req).await?;
         let payload: BootstatePayload = serde_json::from_slice(&body)
             .map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("invalid payload: {e}")))?;
-        let secret = self.authenticate(&payload.system_uuid, &token).await?;
+        let secret = self
+            .authenticate(DISCOVERY_LABEL, &payload.system_uuid, &token)
+            .await?;
         if !payload.booted {
             return Ok((StatusCode::OK, "noted".into()));
         }

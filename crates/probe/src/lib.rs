@@ -12,7 +12,9 @@
 //!   plain public fields plus [`Report::new`], [`Report::with_interface`],
 //!   [`Report::with_neighbor`], [`NetworkInterface::new`];
 //! * **post** it: [`post()`] (`POST /register` with retries and backoff), [`post_with`] for
-//!   options, [`post_bootstate`] for `POST /bootstate`; [`agent::run`] is the whole agent loop.
+//!   options, [`post_bootstate`] for `POST /bootstate`; [`agent::run`] is the whole agent loop;
+//! * **wipe** the disks for a cleaning ([`wipe::wipe`]) and report it ([`post_cleaning`]);
+//! * **boot** it: [`ignition::ignition`] is the config that starts it on the booted OS.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), metal_probe::PostError> {
@@ -27,20 +29,23 @@
 
 pub mod agent;
 pub mod collect;
+pub mod ignition;
 pub mod lldp;
 pub mod post;
 pub mod report;
 pub mod smbios;
+pub mod wipe;
 
 pub use agent::{AgentConfig, Token};
 pub use collect::{CollectOptions, Collection, collect, collect_with};
 pub use lldp::{LldpError, parse_lldpctl};
-pub use post::{PostError, PostOptions, post, post_bootstate, post_with};
+pub use post::{PostError, PostOptions, post, post_bootstate, post_cleaning, post_with};
 pub use report::{
     BiosInformation, BlockDevice, BoardInformation, BootstatePayload, CpuInfo, Dmi, LldpInterface,
     MemoryDevice, Neighbor, NetworkInterface, Nic, PciDevice, RegistrationPayload, Report,
     SystemInformation, normalize_mac,
 };
+pub use wipe::{CleaningPayload, WipeMode, WipedDisk};
 
 /// Parses a duration like `30s`, `500ms`, `5m`, `1h` or plain seconds (`10`). Used by the CLIs.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

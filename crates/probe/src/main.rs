@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use metal_probe::{AgentConfig, CollectOptions, PostOptions, Token, parse_duration};
+use metal_probe::{
+    AgentConfig, CleaningPayload, CollectOptions, PostOptions, Token, WipeMode, parse_duration,
+};
 
 /// In-band discovery agent: collects hardware facts and posts them to the metal-discovery registry.
 #[derive(Parser, Debug)]
@@ -51,6 +53,11 @@ struct Args {
     /// Post /bootstate {booted: true} before the first report.
     #[arg(long)]
     post_bootstate: bool,
+    /// Cleaning boot: wipe every disk (`Metadata`: partition tables and signatures at either
+    /// end; `Full`: every byte), post the result to `/cleaning` once and exit, instead of the
+    /// hardware report.
+    #[arg(long, value_parser = |s: &str| s.parse::<WipeMode>())]
+    wipe: Option<WipeMode>,
     /// Print the collected report as JSON to stdout and exit without posting.
     #[arg(long)]
     print: bool,
@@ -102,6 +109,35 @@ async fn main() -> anyhow::Result<()> {
         None => std::env::var("METAL_PROBE_TOKEN")
             .context("--token-file or METAL_PROBE_TOKEN is required")?,
     };
+    let post = PostOptions {
+        timeout: args.timeout,
+        max_attempts: args.attempts,
+        initial_backoff: args.backoff,
+        ca_pem: match &args.registry_ca_file {
+            Some(p) => {
+                Some(std::fs::read(p).with_context(|| format!("reading CA file {}", p.display()))?)
+            }
+            None => None,
+        },
+        ..PostOptions::default()
+    };
+    if let Some(mode) = args.wipe {
+        let disks = metal_probe::wipe::wipe(&args.root, mode)
+            .with_context(|| format!("listing disks below {}", args.root.display()))?;
+        for d in &disks {
+            match &d.error {
+                None => tracing::info!(disk = %d.name, bytes = d.bytes_written, "wiped"),
+                Some(e) => tracing::error!(disk = %d.name, error = %e, "not wiped"),
+            }
+        }
+        let payload = CleaningPayload {
+            system_uuid: server_uuid,
+            mode,
+            disks,
+        };
+        metal_probe::post_cleaning(&post, &registry_url, &token, &payload).await?;
+        return Ok(());
+    }
     let cfg = AgentConfig {
         registry_url,
         server_uuid,
@@ -111,18 +147,7 @@ async fn main() -> anyhow::Result<()> {
         lldp_wait: args.lldp_wait,
         lldp_poll: args.lldp_poll,
         post_bootstate: args.post_bootstate,
-        post: PostOptions {
-            timeout: args.timeout,
-            max_attempts: args.attempts,
-            initial_backoff: args.backoff,
-            ca_pem: match &args.registry_ca_file {
-                Some(p) => Some(
-                    std::fs::read(p).with_context(|| format!("reading CA file {}", p.display()))?,
-                ),
-                None => None,
-            },
-            ..PostOptions::default()
-        },
+        post,
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -150,6 +150,16 @@ pub async fn post_bootstate(
     send(opts, registry_url, "bootstate", token, &payload).await
 }
 
+/// Reports a cleaning round's wipe (`POST /cleaning`).
+pub async fn post_cleaning(
+    opts: &PostOptions,
+    registry_url: &str,
+    token: &str,
+    payload: &crate::wipe::CleaningPayload,
+) -> Result<(), PostError> {
+    send(opts, registry_url, "cleaning", token, payload).await
+}
+
 struct Target {
     authority: String,
     path: String,

@@ -370,3 +370,125 @@ async fn discovery_timeout_returns_to_initial_with_reason() {
     );
     sim.shutdown().await;
 }
+
+/// The cleaning agent's report: the real `metal-probe --wipe` on a disk tree posts it with the
+/// cleaning Secret's token; the registry stores it owned by that Secret. A discovery token
+/// cannot report a cleaning, a cleaning token cannot register hardware, and without a
+/// cleaning Secret nothing is stored.
+#[tokio::test]
+async fn the_cleaning_agent_reports_its_wipe_through_the_registry() {
+    use api::constants::agent::{CLEANING_LABEL, CLEANING_REPORT_KEY, cleaning_report_name};
+    let h = Harness::start("cleaning-report", |_| {}).await;
+    let server = "wiped-0";
+    let uuid = "5c3f6e1a-0000-4000-8000-0000000000c1";
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns);
+    let cms: Api<ConfigMap> = Api::namespaced(h.client.clone(), &h.ns);
+    let payload = metal_probe::CleaningPayload {
+        system_uuid: uuid.into(),
+        mode: metal_probe::WipeMode::Metadata,
+        disks: vec![],
+    };
+    let token = metal_probe::ignition::new_token();
+    let e = metal_probe::post_cleaning(&fast_post(), &h.registry_url, &token, &payload)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, PostError::Unauthorized { status: 403 }),
+        "no cleaning in progress: {e}"
+    );
+
+    let secret = |name: &str, label: &str, token: &str| -> Secret {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "labels": {label: "true", "metal.ironcore.dev/system-uuid": uuid},
+                "annotations": {"metal.ironcore.dev/server": server}},
+            "stringData": {"token": token},
+        }))
+        .unwrap()
+    };
+    let discovery_token = metal_probe::ignition::new_token();
+    secrets
+        .create(
+            &Default::default(),
+            &secret(
+                "wiped-0-discovery",
+                "metal.ironcore.dev/discovery",
+                &discovery_token,
+            ),
+        )
+        .await
+        .unwrap();
+    let e = metal_probe::post_cleaning(&fast_post(), &h.registry_url, &discovery_token, &payload)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, PostError::Unauthorized { status: 403 }),
+        "a discovery token reports no cleaning: {e}"
+    );
+    let owner = secrets
+        .create(
+            &Default::default(),
+            &secret("wiped-0-cleaning", CLEANING_LABEL, &token),
+        )
+        .await
+        .unwrap();
+    let e = metal_probe::post_with(&fast_post(), &h.registry_url, uuid, &token, &Report::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, PostError::Unauthorized { status: 403 }),
+        "a cleaning token registers no hardware: {e}"
+    );
+    assert!(
+        cms.get_opt(&cleaning_report_name(server))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The real agent wipes a disk tree and reports.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("sys/block/sda")).unwrap();
+    std::fs::create_dir_all(root.join("dev")).unwrap();
+    std::fs::write(root.join("sys/block/sda/size"), "8192\n").unwrap();
+    std::fs::write(root.join("dev/sda"), vec![0xAAu8; 8192 * 512]).unwrap();
+    let tokfile = root.join("token");
+    std::fs::write(&tokfile, &token).unwrap();
+    let out = tokio::process::Command::new(probe_bin())
+        .arg("--root")
+        .arg(root)
+        .args(["--registry-url", &h.registry_url, "--server-uuid", uuid])
+        .args(["--wipe", "metadata", "--attempts", "2"])
+        .arg("--token-file")
+        .arg(&tokfile)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let disk = std::fs::read(root.join("dev/sda")).unwrap();
+    assert!(disk[..1 << 20].iter().all(|b| *b == 0), "head zeroed");
+    assert!(disk[(3 << 20)..].iter().all(|b| *b == 0), "tail zeroed");
+    assert!(disk[(1 << 20)..(3 << 20)].iter().all(|b| *b == 0xAA));
+    let cm = cms.get(&cleaning_report_name(server)).await.unwrap();
+    assert_eq!(
+        cm.metadata.owner_references.unwrap()[0].uid,
+        owner.metadata.uid.unwrap(),
+        "owned by the round's Secret"
+    );
+    let stored: metal_probe::CleaningPayload =
+        serde_json::from_str(&cm.data.unwrap()[CLEANING_REPORT_KEY]).unwrap();
+    assert_eq!(stored.mode, metal_probe::WipeMode::Metadata);
+    assert_eq!(stored.disks.len(), 1);
+    assert_eq!(stored.disks[0].name, "sda");
+    assert_eq!(stored.disks[0].bytes_written, 2 << 20);
+    assert_eq!(stored.verdict(metal_probe::WipeMode::Metadata), Ok(()));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(&token),
+        "the token is not logged"
+    );
+}
