@@ -207,9 +207,6 @@ pub mod agent {
     pub const IGNITION_KEY: &str = "ignition";
     /// Label on every object of a cleaning boot (Secret, boot configuration, report).
     pub const CLEANING_LABEL: &str = "metal.ironcore.dev/cleaning";
-    /// Annotation on the cleaning Secret: the round it belongs to (the `CleaningRequested`
-    /// transition time, in seconds), so a report of an earlier round never counts.
-    pub const CLEANING_ROUND_ANNOTATION: &str = "metal.ironcore.dev/cleaning-round";
     /// ConfigMap key holding the cleaning agent's report (JSON `CleaningPayload`).
     pub const CLEANING_REPORT_KEY: &str = "cleaning.json";
 
@@ -337,6 +334,10 @@ pub mod condition_types {
     /// Server (our addition, owner maintenance): progress and result of disk cleaning
     /// (Unknown `Cleaning`, True `Cleaned`, False `CleaningFailed`).
     pub const CLEANED: &str = "Cleaned";
+    /// Server (our addition, owner maintenance): the cleaning agent's network boot of this
+    /// round (False `BootRequested` recorded before it is sent, True `Booted` once the boot
+    /// server handed out its script).
+    pub const CLEANING_AGENT_BOOT: &str = "CleaningAgentBoot";
     /// Server (our addition): a network boot the boot server answers. Opened (`True`
     /// `BootWindowOpen`) by whoever records the network-boot power-on (discovery for the
     /// discovery boot, provisioning for claims and resets), in the same write; closed (`False`

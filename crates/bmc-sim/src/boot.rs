@@ -47,6 +47,9 @@ pub struct NetbootRecord {
     /// Outcome of the probe run (`metal.registry=` on the command line): `posted to <url>` or
     /// the error.
     pub probe: Option<String>,
+    /// The wipe mode of a cleaning agent's boot (`metal-probe --wipe` in the ignition): the
+    /// simulated OS wiped its disks and reported that instead of the hardware.
+    pub wipe: Option<String>,
     /// Why the boot stopped early, if it did.
     pub error: Option<String>,
 }

@@ -207,13 +207,29 @@ impl NetbootFirmware {
                 match rec.ignition.as_deref().and_then(token_from_ignition) {
                     None => "no probe token in the ignition".into(),
                     Some(token) => {
-                        let report = report(&event);
                         let opts = metal_probe::PostOptions {
                             max_attempts: self.probe_attempts,
                             ..Default::default()
                         };
-                        match metal_probe::post_with(&opts, registry, &uuid, &token, &report).await
-                        {
+                        let wipe = rec
+                            .ignition
+                            .as_deref()
+                            .and_then(metal_probe::ignition::wipe_from_ignition);
+                        rec.wipe = wipe.map(|m| m.as_str().to_string());
+                        let posted = match wipe {
+                            // The cleaning agent: the simulated disks are wiped, the result
+                            // reported.
+                            Some(mode) => {
+                                let payload = wiped(&uuid, mode);
+                                metal_probe::post_cleaning(&opts, registry, &token, &payload).await
+                            }
+                            None => {
+                                let report = report(&event);
+                                metal_probe::post_with(&opts, registry, &uuid, &token, &report)
+                                    .await
+                            }
+                        };
+                        match posted {
                             Ok(()) => format!("posted to {registry}"),
                             Err(e) => format!("posting to {registry} failed: {e}"),
                         }
@@ -504,6 +520,30 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Size of each simulated disk.
+const SIM_DISK_BYTES: u64 = 960 * 1000 * 1000 * 1000;
+
+/// The cleaning report of the simulated OS: two disks, each wiped as `mode` asks.
+fn wiped(uuid: &str, mode: metal_probe::WipeMode) -> metal_probe::CleaningPayload {
+    let written = match mode {
+        metal_probe::WipeMode::Metadata => 2 * metal_probe::wipe::METADATA_SPAN,
+        metal_probe::WipeMode::Full => SIM_DISK_BYTES,
+    };
+    metal_probe::CleaningPayload {
+        system_uuid: uuid.to_string(),
+        mode,
+        disks: ["nvme0n1", "sda"]
+            .into_iter()
+            .map(|name| metal_probe::WipedDisk {
+                name: name.into(),
+                size_bytes: SIM_DISK_BYTES,
+                bytes_written: written,
+                error: None,
+            })
+            .collect(),
+    }
 }
 
 /// The report the simulated OS would send: every NIC up, an address, an LLDP neighbour.

@@ -645,21 +645,17 @@ async fn ensure_sbc(
         return Ok(s);
     }
     let uuid = server.spec.system_uuid.to_ascii_lowercase();
-    let mut spec = json!({
-        "serverRef": {"name": server.name_any()},
-        "image": ctx.cfg.probe_os_image,
-        "ignitionSecretRef": {"name": secret_name(&server.name_any())},
-    });
-    if let Some(kernel) = &ctx.cfg.probe_kernel_url {
-        let mut artifacts = json!({"kernelURL": kernel, "cmdline": cmdline(registry_url, &uuid)});
-        if let Some(i) = &ctx.cfg.probe_initrd_url {
-            artifacts["initrdURL"] = json!(i);
-        }
-        if let Some(r) = &ctx.cfg.probe_rootfs_url {
-            artifacts["rootImageURL"] = json!(r);
-        }
-        spec["bootArtifacts"] = artifacts;
+    let spec = metal_probe::ignition::AgentImage {
+        image: ctx.cfg.probe_os_image.clone(),
+        kernel_url: ctx.cfg.probe_kernel_url.clone(),
+        initrd_url: ctx.cfg.probe_initrd_url.clone(),
+        rootfs_url: ctx.cfg.probe_rootfs_url.clone(),
     }
+    .boot_spec(
+        &server.name_any(),
+        &secret_name(&server.name_any()),
+        &cmdline(registry_url, &uuid),
+    );
     let body = json!({
         "apiVersion": api::API_VERSION,
         "kind": "ServerBootConfiguration",

@@ -50,6 +50,40 @@ pub struct MaintenanceArgs {
     #[arg(long, env = "METAL_NETWORK_BOOT_TARGET", default_value = "Pxe", value_parser = runtime::flags::parse_network_boot_target)]
     pub network_boot_target: redfish::models::BootSource,
 
+    /// Discovery's registry URL the in-band cleaning agent reports to (needed by `Metadata`
+    /// cleaning and by `Full` cleaning of drives without Redfish SecureErase; without it those
+    /// rounds fail and the server stays out of the pool).
+    #[arg(long, env = "METAL_CLEANING_REGISTRY_URL")]
+    pub cleaning_registry_url: Option<String>,
+
+    /// CA bundle (PEM file) the cleaning agent verifies an `https://` registry against.
+    #[arg(long, env = "METAL_CLEANING_REGISTRY_CA_FILE")]
+    pub cleaning_registry_ca_file: Option<PathBuf>,
+
+    /// OCI image of the cleaning agent's OS (the probe OS; it runs `metal-probe --wipe`).
+    #[arg(
+        long,
+        env = "METAL_CLEANING_AGENT_IMAGE",
+        default_value = "ghcr.io/ironcore-dev/metal-probe-os:latest"
+    )]
+    pub cleaning_agent_image: String,
+
+    /// Kernel URL of the agent OS (plain boot form; optional).
+    #[arg(long, env = "METAL_CLEANING_AGENT_KERNEL_URL")]
+    pub cleaning_agent_kernel_url: Option<String>,
+
+    /// Initrd URL of the agent OS (optional).
+    #[arg(long, env = "METAL_CLEANING_AGENT_INITRD_URL")]
+    pub cleaning_agent_initrd_url: Option<String>,
+
+    /// Root image URL of the agent OS (optional).
+    #[arg(long, env = "METAL_CLEANING_AGENT_ROOTFS_URL")]
+    pub cleaning_agent_rootfs_url: Option<String>,
+
+    /// Time from the agent's boot to its report before the round fails.
+    #[arg(long, env = "METAL_CLEANING_AGENT_TIMEOUT", default_value = "6h", value_parser = parse_duration)]
+    pub cleaning_agent_timeout: Duration,
+
     /// CA bundle (PEM file) for BMCs whose BMCSecret carries no `ca.crt`.
     #[arg(long, env = "METAL_BMC_CA")]
     pub bmc_ca: Option<PathBuf>,
@@ -65,6 +99,25 @@ impl MaintenanceArgs {
             ),
             None => None,
         };
+        let cleaning_agent = match &self.cleaning_registry_url {
+            None => None,
+            Some(url) => Some(crate::cleaning_agent::CleaningAgent {
+                registry_url: url.clone(),
+                registry_ca: match &self.cleaning_registry_ca_file {
+                    Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+                        anyhow::anyhow!("reading --cleaning-registry-ca-file {}: {e}", p.display())
+                    })?),
+                    None => None,
+                },
+                image: metal_probe::ignition::AgentImage {
+                    image: self.cleaning_agent_image.clone(),
+                    kernel_url: self.cleaning_agent_kernel_url.clone(),
+                    initrd_url: self.cleaning_agent_initrd_url.clone(),
+                    rootfs_url: self.cleaning_agent_rootfs_url.clone(),
+                },
+                timeout: self.cleaning_agent_timeout.max(Duration::from_secs(10)),
+            }),
+        };
         Ok(Config {
             step_hook: None,
             identity: common.identity(),
@@ -79,6 +132,7 @@ impl MaintenanceArgs {
             bmc_ca,
             maintenance_boot_timeout: self.maintenance_boot_timeout.max(Duration::from_secs(5)),
             network_boot_target: self.network_boot_target.clone(),
+            cleaning_agent,
         })
     }
 }
@@ -105,6 +159,8 @@ mod tests {
             "--bios-settings-timeout=30m",
             "--power-timeout=1m",
             "--identity=pod-0",
+            "--cleaning-registry-url=https://registry.metal:10000",
+            "--cleaning-agent-timeout=2h",
         ])
         .expect("flags parse");
         let c = cli.maintenance.config(&cli.common).expect("config");
@@ -113,6 +169,10 @@ mod tests {
         assert_eq!(c.bios_settings_timeout, Duration::from_secs(1800));
         assert_eq!(c.power_timeout, Duration::from_secs(60));
         assert_eq!(c.identity, "pod-0");
+        let agent = c.cleaning_agent.expect("cleaning agent");
+        assert_eq!(agent.registry_url, "https://registry.metal:10000");
+        assert_eq!(agent.timeout, Duration::from_secs(7200));
+        assert!(agent.image.image.contains("metal-probe-os"));
         let bad =
             Cli::try_parse_from(["metal-maintenance", "--bmc-ca=/nonexistent/ca.pem"]).unwrap();
         let err = bad.maintenance.config(&bad.common).unwrap_err().to_string();

@@ -1,8 +1,15 @@
 //! Cleaning released servers: a server that a `Recycle` claim released with cleaning enabled is
 //! in `Cleaning` (reservation moved it there and recorded the mode in `CleaningRequested`);
-//! maintenance, the owner of its BMC in that state, erases every drive through Redfish
-//! `Drive.SecureErase` and hands the server to the pool (`Available`) only when every drive
-//! was erased. Any failure moves it to `Error` with `Cleaned=False/CleaningFailed`: a server
+//! maintenance, the owner of its BMC in that state, cleans its disks and hands the server to
+//! the pool (`Available`) only when the round proves every disk clean:
+//!
+//! * `Metadata`: the in-band agent wipes the partition tables and signatures at either end of
+//!   every disk ([`crate::cleaning_agent`]);
+//! * `Full`: every drive the BMC lists with `Drive.SecureErase` is erased through Redfish;
+//!   when a drive lacks the action (or the BMC lists none), the agent then overwrites every
+//!   disk it finds.
+//!
+//! Any failure moves it to `Error` with `Cleaned=False/CleaningFailed`: a server
 //! that may still hold a tenant's data is never handed out. The `retry` operation on such a
 //! server starts a new round.
 //!
@@ -12,9 +19,10 @@
 //! controller sends the erase of a drive that was named but not listed again: a repeated
 //! erase costs time, a skipped one would leave data behind.
 //!
-//! Both modes use SecureErase (erasing a drive also wipes its partition tables and
-//! signatures). A drive without the action fails the round: overwriting through the in-band
-//! agent is not part of this release.
+//! The agent's verified report is recorded in the same condition (`wiped in-band: ...`), then
+//! `Cleaned=True`; only after that are the agent's objects torn down (powered off, reference
+//! cleared, deleted) and the server moved on, so a restart at any point neither repeats a
+//! finished phase nor leaves objects behind.
 
 use crate::{Caches, Ctx, Error, now, writes};
 use api::conditions::{self, ConditionStatus};
@@ -28,6 +36,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt as _;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
+use metal_probe::WipeMode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -39,43 +48,51 @@ pub struct Progress {
     pub erased: Vec<String>,
     /// The drive whose erase was about to be sent (or sent, not yet confirmed).
     pub erasing: Option<String>,
+    /// Disks the in-band agent's verified report names (empty: no agent phase done).
+    pub wiped: Vec<String>,
 }
 
 const ERASED: &str = "erased: ";
-const ERASING: &str = "; erasing: ";
+const ERASING: &str = "erasing: ";
+const WIPED: &str = "wiped in-band: ";
+
+fn list(s: &str) -> Vec<String> {
+    s.split(", ")
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
+        .collect()
+}
 
 impl Progress {
     /// The condition message (parsed back by [`Progress::parse`]).
     pub fn message(&self) -> String {
-        let mut m = format!(
-            "secure erase in progress; {ERASED}{}",
-            self.erased.join(", ")
-        );
+        let mut parts = vec![
+            "cleaning in progress".to_string(),
+            format!("{ERASED}{}", self.erased.join(", ")),
+        ];
         if let Some(d) = &self.erasing {
-            m.push_str(ERASING);
-            m.push_str(d);
+            parts.push(format!("{ERASING}{d}"));
         }
-        m
+        if !self.wiped.is_empty() {
+            parts.push(format!("{WIPED}{}", self.wiped.join(", ")));
+        }
+        parts.join("; ")
     }
 
     /// Reads a message written by [`Progress::message`].
     pub fn parse(message: &str) -> Self {
-        let Some((_, rest)) = message.split_once(ERASED) else {
-            return Self::default();
-        };
-        let (erased, erasing) = match rest.split_once(ERASING) {
-            Some((e, d)) => (e, Some(d.trim().to_string()).filter(|d| !d.is_empty())),
-            None => (rest, None),
-        };
-        Self {
-            erased: erased
-                .split(", ")
-                .map(str::trim)
-                .filter(|d| !d.is_empty())
-                .map(str::to_string)
-                .collect(),
-            erasing,
+        let mut p = Self::default();
+        for part in message.split("; ") {
+            if let Some(r) = part.strip_prefix(ERASED) {
+                p.erased = list(r);
+            } else if let Some(r) = part.strip_prefix(ERASING) {
+                p.erasing = Some(r.trim().to_string()).filter(|d| !d.is_empty());
+            } else if let Some(r) = part.strip_prefix(WIPED) {
+                p.wiped = list(r);
+            }
         }
+        p
     }
 }
 
@@ -88,9 +105,13 @@ pub enum Step {
     Retry,
     /// Record that drive `0` is being erased (with the progress so far), then send its erase.
     Erase(String),
-    /// Every drive is erased: record `Cleaned=True`, then move to `Available`.
+    /// The in-band phase: boot the agent in this mode and wait for its report.
+    Agent(WipeMode),
+    /// Every disk is clean: record `Cleaned=True`.
     Done,
-    /// The round cannot succeed: record `Cleaned=False`, then move to `Error`.
+    /// `Cleaned=True` is recorded: tear the agent's objects down, then move to `Available`.
+    Finish,
+    /// The round cannot succeed: record `Cleaned=False`, tear down, then move to `Error`.
     Fail(String),
 }
 
@@ -114,9 +135,8 @@ pub fn mode(server: &Server) -> CleaningMode {
         .unwrap_or(CleaningMode::Full)
 }
 
-/// This round's progress: the `Cleaned=Unknown` record if it is not older than the round's
-/// start (`CleaningRequested`), else nothing done yet.
-pub fn progress(server: &Server) -> Progress {
+/// This round's `Cleaned` record: not older than the round's start (`CleaningRequested`).
+fn this_round(server: &Server) -> Option<&Condition> {
     let conds = server
         .status
         .as_ref()
@@ -126,13 +146,14 @@ pub fn progress(server: &Server) -> Progress {
     // record made in the round's first second must count.
     let started = conditions::get(conds, condition_types::CLEANING_REQUESTED)
         .map(|c| c.last_transition_time.0.as_second());
-    match conditions::get(conds, condition_types::CLEANED) {
-        Some(c)
-            if c.status == ConditionStatus::Unknown.as_str()
-                && started.is_none_or(|s| c.last_transition_time.0.as_second() >= s) =>
-        {
-            Progress::parse(&c.message)
-        }
+    conditions::get(conds, condition_types::CLEANED)
+        .filter(|c| started.is_none_or(|s| c.last_transition_time.0.as_second() >= s))
+}
+
+/// This round's progress: the `Cleaned=Unknown` record of this round, else nothing done yet.
+pub fn progress(server: &Server) -> Progress {
+    match this_round(server) {
+        Some(c) if c.status == ConditionStatus::Unknown.as_str() => Progress::parse(&c.message),
         _ => Progress::default(),
     }
 }
@@ -164,29 +185,36 @@ pub fn next(server: &Server, drives: Option<&[(String, bool)]>) -> Step {
             }
         }
         Some(ServerState::Cleaning) => {
+            match this_round(server) {
+                Some(c) if c.status == ConditionStatus::True.as_str() => return Step::Finish,
+                Some(c) if c.status == ConditionStatus::False.as_str() => {
+                    return Step::Fail(c.message.clone());
+                }
+                _ => {}
+            }
             let Some(drives) = drives else {
                 return Step::Nothing;
             };
-            if drives.is_empty() {
-                return Step::Fail(
-                    "the BMC lists no drives; nothing proves the disks are clean".into(),
-                );
-            }
-            let without: Vec<&str> = drives
-                .iter()
-                .filter(|(_, erasable)| !erasable)
-                .map(|(id, _)| id.as_str())
-                .collect();
-            if !without.is_empty() {
-                return Step::Fail(format!(
-                    "drives {} offer no Redfish SecureErase, and overwriting through the in-band agent is not available",
-                    without.join(", ")
-                ));
-            }
             let done = progress(server);
-            match drives.iter().find(|(id, _)| !done.erased.contains(id)) {
-                Some((id, _)) => Step::Erase(id.clone()),
-                None => Step::Done,
+            let agent_done = !done.wiped.is_empty();
+            if mode(server) == CleaningMode::Metadata {
+                return if agent_done {
+                    Step::Done
+                } else {
+                    Step::Agent(WipeMode::Metadata)
+                };
+            }
+            if let Some((id, _)) = drives
+                .iter()
+                .find(|(id, erasable)| *erasable && !done.erased.contains(id))
+            {
+                return Step::Erase(id.clone());
+            }
+            let all_erased = !drives.is_empty() && drives.iter().all(|(_, erasable)| *erasable);
+            if all_erased || agent_done {
+                Step::Done
+            } else {
+                Step::Agent(WipeMode::Full)
             }
         }
         _ => Step::Nothing,
@@ -261,32 +289,45 @@ async fn reconcile_one(server: &Server, ctx: &Ctx) -> Result<Action, Error> {
     if server.state() != Some(ServerState::Cleaning) {
         return Ok(Action::await_change());
     }
-    let (bmc, system) = match ctx.bmcs.for_server(server).await {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::info!(server = %name, error = %e, "cleaning waits for the BMC");
-            return Ok(Action::requeue(Duration::from_secs(10)));
+    match next(server, None) {
+        Step::Finish => return finish(ctx, &api, server).await,
+        Step::Fail(msg) => return fail(ctx, &api, server, &msg).await,
+        _ => {}
+    }
+    let mode = mode(server);
+    // Only a Full round reads the drives (a Metadata round is the agent's alone).
+    let (bmc, drives) = if mode == CleaningMode::Full {
+        let (bmc, system) = match ctx.bmcs.for_server(server).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::info!(server = %name, error = %e, "cleaning waits for the BMC");
+                return Ok(Action::requeue(Duration::from_secs(10)));
+            }
+        };
+        match bmc.drives(&system).await {
+            Ok(d) => (Some(bmc), d),
+            Err(e) => {
+                // Not a cleaning failure: the BMC did not answer; try again.
+                tracing::info!(server = %name, error = %e, "reading the drives failed");
+                return Ok(Action::requeue(Duration::from_secs(10)));
+            }
         }
-    };
-    let drives = match bmc.drives(&system).await {
-        Ok(d) => d,
-        Err(e) => {
-            // Not a cleaning failure: the BMC did not answer; try again.
-            tracing::info!(server = %name, error = %e, "reading the drives failed");
-            return Ok(Action::requeue(Duration::from_secs(10)));
-        }
+    } else {
+        (None, Vec::new())
     };
     let view: Vec<(String, bool)> = drives
         .iter()
         .map(|d| (d.id.clone(), d.secure_erase.is_some()))
         .collect();
-    let mode = mode(server);
     let mut server = server.clone();
-    // One drive per pass: each erase is recorded before it is sent and after it was accepted.
-    for _ in 0..=drives.len() {
+    // Each erase is recorded before it is sent and after it was accepted.
+    for _ in 0..drives.len() + 3 {
         match next(&server, Some(&view)) {
             Step::Nothing | Step::Retry => return Ok(Action::await_change()),
             Step::Erase(id) => {
+                let bmc = bmc
+                    .as_ref()
+                    .expect("only a Full round erases, and it has the BMC");
                 let mut p = progress(&server);
                 p.erasing = Some(id.clone());
                 server = record_progress(&api, &server, &p).await?;
@@ -301,7 +342,7 @@ async fn reconcile_one(server: &Server, ctx: &Ctx) -> Result<Action, Error> {
                 let outcome = match sent {
                     Ok(h) => match h.monitor {
                         None => Ok(()),
-                        Some(m) => wait_task(&bmc, &m, ctx.config.firmware_timeout).await,
+                        Some(m) => wait_task(bmc, &m, ctx.config.firmware_timeout).await,
                     },
                     Err(e) => Err(e.to_string()),
                 };
@@ -319,13 +360,25 @@ async fn reconcile_one(server: &Server, ctx: &Ctx) -> Result<Action, Error> {
                 p.erasing = None;
                 server = record_progress(&api, &server, &p).await?;
             }
+            Step::Agent(wipe) => {
+                let (s, outcome) = crate::cleaning_agent::run(ctx, &server, wipe).await?;
+                server = s;
+                match outcome {
+                    crate::cleaning_agent::Outcome::Wait(d) => return Ok(Action::requeue(d)),
+                    crate::cleaning_agent::Outcome::Failed(m) => {
+                        return fail(ctx, &api, &server, &m).await;
+                    }
+                    crate::cleaning_agent::Outcome::Wiped(disks) => {
+                        let mut p = progress(&server);
+                        p.wiped = disks;
+                        server = record_progress(&api, &server, &p).await?;
+                        ctx.step("cleaning-agent-report-recorded").await;
+                    }
+                }
+            }
             Step::Done => {
-                let p = progress(&server);
-                let msg = format!(
-                    "{mode} cleaning: every drive erased ({})",
-                    p.erased.join(", ")
-                );
-                let s = writes::apply_server_conditions(
+                let msg = summary(mode, &progress(&server));
+                server = writes::apply_server_conditions(
                     &api,
                     &server,
                     vec![cleaned(
@@ -336,18 +389,47 @@ async fn reconcile_one(server: &Server, ctx: &Ctx) -> Result<Action, Error> {
                     )],
                 )
                 .await?;
-                writes::set_state(&api, &s, ServerState::Available).await?;
-                ctx.events.normal(
-                    &s,
-                    "Cleaned",
-                    format!("server {name}: {msg}; Available again"),
-                );
-                return Ok(Action::await_change());
+                ctx.step("cleaning-recorded").await;
             }
+            Step::Finish => return finish(ctx, &api, &server).await,
             Step::Fail(msg) => return fail(ctx, &api, &server, &msg).await,
         }
     }
     Ok(Action::requeue(Duration::from_millis(200)))
+}
+
+/// The `Cleaned=True` message: what the round did.
+pub fn summary(mode: CleaningMode, p: &Progress) -> String {
+    let mut parts = Vec::new();
+    if !p.erased.is_empty() {
+        parts.push(format!("secure-erased {}", p.erased.join(", ")));
+    }
+    if !p.wiped.is_empty() {
+        let how = if mode == CleaningMode::Metadata {
+            "partition tables and signatures wiped in-band on"
+        } else {
+            "overwritten in-band"
+        };
+        parts.push(format!("{how} {}", p.wiped.join(", ")));
+    }
+    format!("{mode} cleaning: every disk clean ({})", parts.join("; "))
+}
+
+/// The round succeeded and is recorded: the agent's objects go, then the server is Available.
+async fn finish(ctx: &Ctx, api: &Api<Server>, server: &Server) -> Result<Action, Error> {
+    let Some(s) = crate::cleaning_agent::tear_down(ctx, server).await? else {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    };
+    let s = writes::set_state(api, &s, ServerState::Available).await?;
+    let msg = this_round(&s)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ctx.events.normal(
+        &s,
+        "Cleaned",
+        format!("server {}: {msg}; Available again", s.name_any()),
+    );
+    Ok(Action::await_change())
 }
 
 async fn record_progress(
@@ -374,18 +456,26 @@ async fn wait_task(bmc: &redfish::Client, monitor: &str, timeout: Duration) -> R
 }
 
 async fn fail(ctx: &Ctx, api: &Api<Server>, server: &Server, msg: &str) -> Result<Action, Error> {
-    let s = writes::apply_server_conditions(
-        api,
-        server,
-        vec![cleaned(
+    let recorded = this_round(server).is_some_and(|c| c.status == ConditionStatus::False.as_str());
+    let s = if recorded {
+        server.clone()
+    } else {
+        writes::apply_server_conditions(
+            api,
             server,
-            ConditionStatus::False,
-            api_reasons::CLEANING_FAILED,
-            msg,
-        )],
-    )
-    .await?;
-    writes::set_state(api, &s, ServerState::Error).await?;
+            vec![cleaned(
+                server,
+                ConditionStatus::False,
+                api_reasons::CLEANING_FAILED,
+                msg,
+            )],
+        )
+        .await?
+    };
+    let Some(s) = crate::cleaning_agent::tear_down(ctx, &s).await? else {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    };
+    let s = writes::set_state(api, &s, ServerState::Error).await?;
     ctx.events.warning(
         &s,
         api_reasons::CLEANING_FAILED,
@@ -425,6 +515,7 @@ mod tests {
         let p = Progress {
             erased: vec!["Disk.Bay.0:Enclosure.Internal.0-1".into(), "1".into()],
             erasing: Some("2".into()),
+            ..Default::default()
         };
         assert_eq!(Progress::parse(&p.message()), p);
         assert_eq!(
@@ -449,6 +540,7 @@ mod tests {
         let p = Progress {
             erased: vec![],
             erasing: Some("0".into()),
+            ..Default::default()
         };
         let c = cond(
             "Cleaned",
@@ -462,6 +554,7 @@ mod tests {
         let p = Progress {
             erased: vec!["0".into()],
             erasing: None,
+            ..Default::default()
         };
         let c = cond(
             "Cleaned",
@@ -475,6 +568,7 @@ mod tests {
         let p = Progress {
             erased: vec!["0".into(), "1".into()],
             erasing: None,
+            ..Default::default()
         };
         let c = cond(
             "Cleaned",
@@ -493,6 +587,7 @@ mod tests {
         let old = Progress {
             erased: vec!["0".into()],
             erasing: None,
+            ..Default::default()
         };
         let c = cond(
             "Cleaned",
@@ -504,22 +599,115 @@ mod tests {
         let req = cond(
             "CleaningRequested",
             "True",
-            "Metadata",
+            "Full",
             "",
             "2027-02-01T00:00:00Z",
         );
         let s = server("Cleaning", json!([req, c]), json!({}));
         assert_eq!(next(&s, Some(&d)), Step::Erase("0".into()));
-        assert_eq!(mode(&s), CleaningMode::Metadata);
+        assert_eq!(mode(&s), CleaningMode::Full);
     }
 
     #[test]
-    fn drives_that_cannot_be_erased_fail_the_round_and_only_retry_restarts_it() {
-        let s = server("Cleaning", json!([]), json!({}));
-        assert!(
-            matches!(next(&s, Some(&drives(&[("0", true), ("1", false)]))), Step::Fail(m) if m.contains("drives 1 "))
+    fn drives_without_secure_erase_are_overwritten_by_the_agent_after_the_others_are_erased() {
+        let req = cond(
+            "CleaningRequested",
+            "True",
+            "Full",
+            "",
+            "2027-01-01T00:00:00Z",
         );
-        assert!(matches!(next(&s, Some(&[])), Step::Fail(_)));
+        let s = server("Cleaning", json!([req]), json!({}));
+        let d = drives(&[("0", true), ("1", false)]);
+        assert_eq!(next(&s, Some(&d)), Step::Erase("0".into()));
+        let erased = Progress {
+            erased: vec!["0".into()],
+            ..Default::default()
+        };
+        let at = "2027-01-01T00:00:05Z";
+        let c = cond("Cleaned", "Unknown", "Cleaning", &erased.message(), at);
+        let s = server("Cleaning", json!([req, c]), json!({}));
+        assert_eq!(next(&s, Some(&d)), Step::Agent(WipeMode::Full));
+        // A BMC that lists no drives: the agent finds the disks.
+        let bare = server("Cleaning", json!([req]), json!({}));
+        assert_eq!(next(&bare, Some(&[])), Step::Agent(WipeMode::Full));
+        let wiped = Progress {
+            wiped: vec!["sda".into()],
+            ..erased.clone()
+        };
+        assert_eq!(Progress::parse(&wiped.message()), wiped);
+        let c = cond("Cleaned", "Unknown", "Cleaning", &wiped.message(), at);
+        let s = server("Cleaning", json!([req, c]), json!({}));
+        assert_eq!(next(&s, Some(&d)), Step::Done);
+        assert_eq!(
+            summary(CleaningMode::Full, &wiped),
+            "Full cleaning: every disk clean (secure-erased 0; overwritten in-band sda)"
+        );
+    }
+
+    #[test]
+    fn a_metadata_round_is_the_agents_alone() {
+        let req = cond(
+            "CleaningRequested",
+            "True",
+            "Metadata",
+            "",
+            "2027-01-01T00:00:00Z",
+        );
+        let s = server("Cleaning", json!([req]), json!({}));
+        let d = drives(&[("0", true)]);
+        assert_eq!(next(&s, Some(&d)), Step::Agent(WipeMode::Metadata));
+        assert_eq!(next(&s, Some(&[])), Step::Agent(WipeMode::Metadata));
+        let wiped = Progress {
+            wiped: vec!["nvme0n1".into(), "sda".into()],
+            ..Default::default()
+        };
+        let c = cond(
+            "Cleaned",
+            "Unknown",
+            "Cleaning",
+            &wiped.message(),
+            "2027-01-01T00:00:02Z",
+        );
+        let s = server("Cleaning", json!([req, c]), json!({}));
+        assert_eq!(next(&s, Some(&d)), Step::Done);
+    }
+
+    #[test]
+    fn a_recorded_result_is_carried_out_not_redone() {
+        let req = cond(
+            "CleaningRequested",
+            "True",
+            "Full",
+            "",
+            "2027-01-01T00:00:00Z",
+        );
+        let d = drives(&[("0", true)]);
+        let ok = cond("Cleaned", "True", "Cleaned", "x", "2027-01-01T00:00:09Z");
+        let s = server("Cleaning", json!([req, ok]), json!({}));
+        assert_eq!(next(&s, Some(&d)), Step::Finish, "killed before Available");
+        assert_eq!(next(&s, None), Step::Finish);
+        let bad = cond(
+            "Cleaned",
+            "False",
+            "CleaningFailed",
+            "why",
+            "2027-01-01T00:00:09Z",
+        );
+        let s = server("Cleaning", json!([req, bad]), json!({}));
+        assert_eq!(
+            next(&s, None),
+            Step::Fail("why".into()),
+            "killed before Error"
+        );
+        // A result of an earlier round does not count.
+        let old = cond("Cleaned", "True", "Cleaned", "x", "2026-12-01T00:00:00Z");
+        let s = server("Cleaning", json!([req, old]), json!({}));
+        assert_eq!(next(&s, Some(&d)), Step::Erase("0".into()));
+    }
+
+    #[test]
+    fn only_retry_restarts_a_failed_round() {
         let failed = cond(
             "Cleaned",
             "False",

@@ -24,6 +24,14 @@ pub enum Error {
         /// The object written.
         what: String,
     },
+    /// The BMC did not answer a request a step needs; the step is retried.
+    #[error("{action}: {message}")]
+    Bmc {
+        /// What was being done.
+        action: String,
+        /// The BMC client's error.
+        message: String,
+    },
     /// The object's spec cannot be acted upon (the schema let it through).
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
@@ -52,6 +60,7 @@ impl Error {
             Error::Kube { .. } => "KubeError",
             Error::Timeout { .. } => "KubeTimeout",
             Error::Conflict { .. } => "Conflict",
+            Error::Bmc { .. } => "BMCError",
             Error::MissingField { .. } => "MissingField",
             Error::InvalidSpec(_) => "InvalidSpec",
         }

@@ -28,6 +28,7 @@ pub(crate) mod bmclevel;
 pub mod bmcsettings;
 pub mod bmcversion;
 pub mod cleaning;
+pub mod cleaning_agent;
 pub mod error;
 pub mod firmware;
 pub mod mboot;
@@ -96,6 +97,9 @@ pub struct Config {
     pub maintenance_boot_timeout: Duration,
     /// Boot override of maintenance boots (`Pxe` or `UefiHttp`, as provisioning's).
     pub network_boot_target: redfish::models::BootSource,
+    /// How the in-band cleaning agent is booted; `None`: cleanings that need it fail
+    /// (`Metadata`, and `Full` on drives without Redfish SecureErase).
+    pub cleaning_agent: Option<cleaning_agent::CleaningAgent>,
 }
 
 /// See [`Config::step_hook`].
@@ -124,6 +128,7 @@ impl Config {
             step_hook: None,
             maintenance_boot_timeout: Duration::from_secs(15 * 60),
             network_boot_target: redfish::models::BootSource::Pxe,
+            cleaning_agent: None,
         }
     }
 }
@@ -144,6 +149,7 @@ impl std::fmt::Debug for Config {
             .field("step_hook", &self.step_hook.is_some())
             .field("maintenance_boot_timeout", &self.maintenance_boot_timeout)
             .field("network_boot_target", &self.network_boot_target)
+            .field("cleaning_agent", &self.cleaning_agent)
             .finish()
     }
 }

@@ -479,32 +479,29 @@ pub(crate) async fn run(
     }
 }
 
-/// Opens the Server's boot window, then sets the one-time network-boot override and powers
-/// the server on (or restarts it when it is on). A BMC failure comes back as the condition to
-/// report instead of the record, except a power request that timed out: it may have reached
-/// the BMC, so the record stands and the boot timeout decides.
-pub(crate) async fn send(
+/// What sending a network boot came to: `Ok(Some(restarted))` sent (`restarted`: the server
+/// was on), `Ok(None)` a power request that timed out (it may have reached the BMC, so the
+/// record stands and the boot timeout decides), `Err((reason, message))` refused.
+pub(crate) type Sent = Result<Option<bool>, (String, String)>;
+
+/// Opens the Server's boot window for `what` (then passes step `step`), sets the one-time
+/// network-boot override and powers the server on, or restarts it when it is on. Shared by the
+/// maintenance boot and the cleaning agent's boot.
+pub(crate) async fn network_boot(
     ctx: &Ctx,
-    sm: &ServerMaintenance,
     server: &Server,
-    id: &str,
-    again: bool,
-) -> Result<(Server, Option<Condition>), Error> {
+    what: &str,
+    step: &'static str,
+) -> Result<(Server, Sent), Error> {
     let server_api: Api<Server> = Api::all(ctx.client.clone());
     let mut list = Vec::new();
-    api::bootwindow::open(
-        &mut list,
-        &format!("maintenance boot of {id}"),
-        server.metadata.generation,
-        now(),
-    );
+    api::bootwindow::open(&mut list, what, server.metadata.generation, now());
     let server = writes::apply_server_conditions(&server_api, server, list).await?;
-    ctx.step("maintenance-boot-window-opened").await;
-    let failed =
-        |reason: &str, msg: String| Some(condition(sm, ConditionStatus::False, reason, &msg));
+    ctx.step(step).await;
+    let refused = |reason: &str, msg: String| Err((reason.to_string(), msg));
     let (bmc, system) = match ctx.bmcs.for_server(&server).await {
         Ok(v) => v,
-        Err(e) => return Ok((server, failed(e.reason(), e.to_string()))),
+        Err(e) => return Ok((server, refused(e.reason(), e.to_string()))),
     };
     let set = bmc
         .set_boot_override(
@@ -515,24 +512,14 @@ pub(crate) async fn send(
         .await;
     ctx.requests.observe("boot_override", &set);
     if let Err(e) = set {
-        return Ok((
-            server,
-            failed(
-                reasons::REQUEST_FAILED,
-                format!("setting the boot override failed: {e}"),
-            ),
-        ));
+        let msg = format!("setting the boot override failed: {e}");
+        return Ok((server, refused(reasons::REQUEST_FAILED, msg)));
     }
     let sys: redfish::models::ComputerSystem = match bmc.get(&system).await {
         Ok(s) => s,
         Err(e) => {
-            return Ok((
-                server,
-                failed(
-                    reasons::REQUEST_FAILED,
-                    format!("reading the system failed: {e}"),
-                ),
-            ));
+            let msg = format!("reading the system failed: {e}");
+            return Ok((server, refused(reasons::REQUEST_FAILED, msg)));
         }
     };
     let on = sys.power_state == Some(redfish::models::PowerState::On);
@@ -544,33 +531,50 @@ pub(crate) async fn send(
     ctx.requests
         .observe(if on { "restart" } else { "power" }, &sent);
     match sent {
-        Ok(_) => {}
-        Err(e) if e.class() == redfish::ErrorClass::Timeout => return Ok((server, None)),
+        Ok(_) => Ok((server, Ok(Some(on)))),
+        Err(e) if e.class() == redfish::ErrorClass::Timeout => Ok((server, Ok(None))),
         Err(e) => {
-            return Ok((
-                server,
-                failed(
-                    reasons::REQUEST_FAILED,
-                    format!("the power request failed: {e}"),
-                ),
-            ));
+            let msg = format!("the power request failed: {e}");
+            Ok((server, refused(reasons::REQUEST_FAILED, msg)))
         }
     }
-    ctx.events.normal(
-        sm,
-        reasons::REQUESTED,
-        format!(
-            "{} server {} into {id}{}",
-            if on { "restarted" } else { "powered on" },
-            server.name_any(),
-            if again {
-                " again (the earlier boot fetched no script in time)"
-            } else {
-                ""
-            }
-        ),
-    );
-    Ok((server, None))
+}
+
+/// Sends the maintenance boot recorded as `id` ([`network_boot`]); a refusal comes back as
+/// the condition to report instead of the record.
+pub(crate) async fn send(
+    ctx: &Ctx,
+    sm: &ServerMaintenance,
+    server: &Server,
+    id: &str,
+    again: bool,
+) -> Result<(Server, Option<Condition>), Error> {
+    let what = format!("maintenance boot of {id}");
+    let (server, sent) = network_boot(ctx, server, &what, "maintenance-boot-window-opened").await?;
+    match sent {
+        Err((reason, msg)) => Ok((
+            server,
+            Some(condition(sm, ConditionStatus::False, &reason, &msg)),
+        )),
+        Ok(None) => Ok((server, None)),
+        Ok(Some(on)) => {
+            ctx.events.normal(
+                sm,
+                reasons::REQUESTED,
+                format!(
+                    "{} server {} into {id}{}",
+                    if on { "restarted" } else { "powered on" },
+                    server.name_any(),
+                    if again {
+                        " again (the earlier boot fetched no script in time)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            Ok((server, None))
+        }
+    }
 }
 
 /// Whether this maintenance booted the server (a boot record, requested or confirmed).

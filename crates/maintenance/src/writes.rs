@@ -106,6 +106,7 @@ const SERVER_CONDITIONS: &[&str] = &[
     api::constants::condition_types::PARKED,
     api::constants::condition_types::BOOT_WINDOW,
     api::constants::condition_types::CLEANED,
+    api::constants::condition_types::CLEANING_AGENT_BOOT,
 ];
 
 /// Records `updates` in the Server's conditions, provided the server has not changed since it

@@ -14,6 +14,53 @@ pub const TOKEN_PATH: &str = "/etc/metal/probe-token";
 /// Where the ignition puts the registry's CA bundle for the agent.
 pub const CA_PATH: &str = "/etc/metal/registry-ca.pem";
 
+/// The OS the agent runs in: a ServerBootConfiguration spec names it by image and, for a
+/// plain boot, by kernel, initrd and root image URLs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentImage {
+    /// OCI image of the agent OS.
+    pub image: String,
+    /// Kernel URL (plain boot form; optional).
+    pub kernel_url: Option<String>,
+    /// Initrd URL (optional).
+    pub initrd_url: Option<String>,
+    /// Root image URL (optional).
+    pub rootfs_url: Option<String>,
+}
+
+impl AgentImage {
+    /// The boot configuration spec booting `server` into the agent, its ignition in Secret
+    /// `ignition_secret` and, for a plain boot, the kernel command line `cmdline`.
+    pub fn boot_spec(
+        &self,
+        server: &str,
+        ignition_secret: &str,
+        cmdline: &str,
+    ) -> serde_json::Value {
+        let mut spec = json!({
+            "serverRef": {"name": server},
+            "image": self.image,
+            "ignitionSecretRef": {"name": ignition_secret},
+        });
+        if let Some(kernel) = &self.kernel_url {
+            let mut artifacts = json!({"kernelURL": kernel, "cmdline": cmdline});
+            if let Some(i) = &self.initrd_url {
+                artifacts["initrdURL"] = json!(i);
+            }
+            if let Some(r) = &self.rootfs_url {
+                artifacts["rootImageURL"] = json!(r);
+            }
+            spec["bootArtifacts"] = artifacts;
+        }
+        spec
+    }
+}
+
+/// The kernel command line of the agent OS (read by the agent OS's boot scripts).
+pub fn cmdline(registry_url: &str, system_uuid: &str) -> String {
+    format!("metal.registry={registry_url} metal.server-uuid={system_uuid}")
+}
+
 /// What the booted agent is told.
 #[derive(Debug, Clone, Copy)]
 pub struct AgentBoot<'a> {

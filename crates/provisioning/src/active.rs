@@ -1,7 +1,7 @@
 //! Which ServerBootConfiguration is active for a server (pure over the watch caches): the
 //! claim's when Reserved, the internal discovery one in Initial / Discovery, none when
 //! Available / Released, the maintenance's (`spec.maintenanceBootConfigurationRef`) in
-//! Maintenance. The reconcile writes it into `spec.bootConfigurationRef`; the boot
+//! Maintenance and Cleaning (the cleaning agent's). The reconcile writes it into `spec.bootConfigurationRef`; the boot
 //! server uses the same rule, so it never serves a configuration the reconcile would not point
 //! at, and needs no write before a boot can start.
 
@@ -39,9 +39,13 @@ pub fn claim_view_cached(
 /// The active configuration of `server`: the desired reference where provisioning decides it,
 /// else (states it leaves alone) `spec.bootConfigurationRef`.
 pub fn active_boot_configuration(stores: &Stores, server: &Server) -> Option<ObjectReference> {
-    if server.state() == Some(ServerState::Maintenance) {
-        // Maintenance boots (and powers) the server into its own configuration, if any; the
-        // claim's configuration is not served while the server is out of its owner's hands.
+    if matches!(
+        server.state(),
+        Some(ServerState::Maintenance | ServerState::Cleaning)
+    ) {
+        // Maintenance boots (and powers) the server into its own configuration, if any (a
+        // maintenance's, or the cleaning agent's); the claim's configuration is not served
+        // while the server is out of its owner's hands.
         return server.spec.maintenance_boot_configuration_ref.clone();
     }
     let (view, claim) = claim_view_cached(stores, server);
@@ -217,6 +221,20 @@ mod tests {
         });
         let stores = Stores::listed(vec![s.clone()], vec![claim("c")], sbcs);
         assert_eq!(served(&stores, &s).as_deref(), Some("diag"));
+    }
+
+    #[test]
+    fn a_server_in_cleaning_is_served_the_cleaning_agent_only() {
+        let mut s = server("Cleaning", None);
+        let sbcs = vec![sbc("s1-cleaning", "s1", true, false)];
+        let stores = Stores::listed(vec![s.clone()], vec![], sbcs.clone());
+        assert_eq!(served(&stores, &s), None, "nothing without the reference");
+        s.spec.maintenance_boot_configuration_ref = Some(ObjectReference {
+            namespace: "ns".into(),
+            name: "s1-cleaning".into(),
+        });
+        let stores = Stores::listed(vec![s.clone()], vec![], sbcs);
+        assert_eq!(served(&stores, &s).as_deref(), Some("s1-cleaning"));
     }
 
     #[test]

@@ -355,6 +355,8 @@ pub struct Rack {
     pub boot_addr: String,
     /// Names of the BMC objects, by simulator index.
     pub bmc_names: Vec<String>,
+    /// Port of discovery's probe registry (the discovery and the cleaning agents report there).
+    pub registry_port: u16,
 }
 
 /// Default-template groups of `count` BMCs with one system each.
@@ -443,6 +445,7 @@ impl Rack {
             boot_addr: format!("127.0.0.1:{boot_port}"),
             boot_server,
             bmc_names,
+            registry_port: free_port(),
         }
     }
 }
@@ -459,7 +462,7 @@ pub fn common_args(site: &Site) -> Vec<String> {
 
 /// `metal-discovery` for the site and rack.
 pub fn discovery_args(site: &Site, rack: &Rack, inspection: &str) -> Vec<String> {
-    let registry = free_port();
+    let registry = rack.registry_port;
     let mut a = common_args(site);
     a.extend([
         format!("--bmc-selector={}", site.selector()),
@@ -514,6 +517,14 @@ pub fn maintenance_args(site: &Site, rack: &Rack) -> Vec<String> {
         format!("--maintenance-namespace={}", site.ns),
         format!("--bmc-ca={}", rack.ca_file.display()),
         "--power-timeout=30s".into(),
+        format!(
+            "--cleaning-registry-url=http://127.0.0.1:{}",
+            rack.registry_port
+        ),
+        format!(
+            "--cleaning-agent-image={}",
+            rack.images.image("metal/probe-os", "1.0")
+        ),
     ]);
     a
 }

@@ -747,31 +747,37 @@ async fn a_maintenance_boots_its_own_configuration_then_hands_the_server_back() 
     .await;
 }
 
-/// Cleaning on release with the controllers as processes: two claimed servers, cleaning mode
-/// `Full`, released by deleting their `Recycle` claims. The Dell tree's drives offer
-/// SecureErase: erased once each, then Available. The default tree's do not: the server goes
-/// to `Error` (Cleaned=False) and a new claim does not get it.
+/// Cleaning on release with the controllers as processes: three claimed servers, released by
+/// deleting their `Recycle` claims. Two default-tree servers (drives without SecureErase):
+/// one in `Full` mode is overwritten by the in-band agent, one in `Metadata` mode has its
+/// partition tables and signatures wiped by it; each network-boots the agent once through
+/// provisioning's boot server, reports through discovery's registry, is powered off and is
+/// Available again. The Dell server's drive refuses its SecureErase: the server goes to
+/// `Error` (Cleaned=False) and new claims do not get it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn released_servers_are_cleaned_and_a_failed_cleaning_is_not_handed_out() {
+    const FAILING: &str = "Disk.Bay.1:Enclosure.Internal.0-1";
     let site = Site::new("e2e-clean").await;
     let dell = testenv::repo_root().join("crates/redfish/tests/fixtures/dell-poweredge-r750");
-    let groups = vec![
-        default_group(1),
-        metal_bmc_sim::GroupSpec {
-            template: metal_bmc_sim::TemplateSource::Path(dell),
-            ..default_group(1)
-        },
-    ];
-    let rack = Rack::start(&site, "127.85.2.1", groups).await;
+    let mut failing_dell = metal_bmc_sim::GroupSpec {
+        template: metal_bmc_sim::TemplateSource::Path(dell),
+        ..default_group(1)
+    };
+    failing_dell.knobs.secure_erase_fails = vec![FAILING.into()];
+    let rack = Rack::start(&site, "127.85.2.1", vec![default_group(2), failing_dell]).await;
     let _procs = start_all(&site, &rack, "out-of-band");
-    let all = wait_states(&site, 2, "Available", "both Available").await;
+    let all = wait_states(&site, 3, "Available", "all Available").await;
     let api: Api<api::server::Server> = Api::all(site.client.clone());
+    let mut by_bmc = BTreeMap::new();
     for s in &all {
+        let (bmc, sys, _, _) = sim_system(&rack, s);
+        let mode = if bmc == 1 { "Metadata" } else { "Full" };
+        by_bmc.insert(bmc, (s.name_any(), sys));
         api.patch(
             &s.name_any(),
             &PatchParams::default(),
             &Patch::Merge(json!({
-                "metadata": { "annotations": { "metal.ironcore.dev/cleaning-mode": "Full" } },
+                "metadata": { "annotations": { "metal.ironcore.dev/cleaning-mode": mode } },
                 "spec": { "reclaimPolicy": "Recycle" },
             })),
         )
@@ -779,60 +785,82 @@ async fn released_servers_are_cleaned_and_a_failed_cleaning_is_not_handed_out() 
         .expect("annotate");
     }
     let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
-    for c in ["c-0", "c-1"] {
+    for c in ["c-0", "c-1", "c-2"] {
         claim(&site, &rack, c, json!({ "matchLabels": site.labels() })).await;
     }
-    let bound = [
-        bound_server(&site, "c-0").await,
-        bound_server(&site, "c-1").await,
-    ];
-    for c in ["c-0", "c-1"] {
+    for c in ["c-0", "c-1", "c-2"] {
+        bound_server(&site, c).await;
+    }
+    let boots_before: Vec<usize> = (0..2)
+        .map(|b| rack.firmware.records(b, &by_bmc[&b].1).len())
+        .collect();
+    for c in ["c-0", "c-1", "c-2"] {
         claims
             .delete(c, &DeleteParams::default())
             .await
             .expect("delete");
     }
-    let (dell_server, default_server) = {
-        let mut dell = None;
-        let mut plain = None;
-        for name in &bound {
-            let s = server_by_name(&site, name).await;
-            let (bmc, _, _, _) = sim_system(&rack, &s);
-            if bmc == 1 {
-                dell = Some(name.clone())
-            } else {
-                plain = Some(name.clone())
-            }
-        }
-        (dell.expect("dell bound"), plain.expect("default bound"))
-    };
     let cleaned = |s: &api::server::Server| {
         api::conditions::get(&s.status.as_ref()?.conditions, "Cleaned")
             .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
     };
-    let ok = eventually("Dell server cleaned and Available", LONG, async || {
-        let s = server_by_name(&site, &dell_server).await;
-        (state(&s) == "Available").then(|| cleaned(&s)).flatten()
-    })
-    .await;
-    assert_eq!(
-        (ok.0.as_str(), ok.1.as_str()),
-        ("True", "Cleaned"),
-        "{}",
-        ok.2
-    );
-    let erases: u64 = rack
-        .sim
-        .request_counts(1)
-        .expect("counts")
-        .by_request
-        .iter()
-        .filter(|(k, _)| k.ends_with("Drive.SecureErase"))
-        .map(|(_, n)| *n)
-        .sum();
-    assert_eq!(erases, 3, "three drives, one erase each");
-    let failed = eventually("default server in Error", LONG, async || {
-        let s = server_by_name(&site, &default_server).await;
+    for (bmc, mode, says) in [
+        (0, "Full", "overwritten in-band nvme0n1, sda"),
+        (
+            1,
+            "Metadata",
+            "partition tables and signatures wiped in-band on nvme0n1, sda",
+        ),
+    ] {
+        let (name, sys) = &by_bmc[&bmc];
+        let ok = eventually("cleaned in-band and Available", LONG, async || {
+            let s = server_by_name(&site, name).await;
+            (state(&s) == "Available").then(|| cleaned(&s)).flatten()
+        })
+        .await;
+        assert_eq!(
+            (ok.0.as_str(), ok.1.as_str()),
+            ("True", "Cleaned"),
+            "{}",
+            ok.2
+        );
+        assert!(ok.2.contains(says), "{mode}: {}", ok.2);
+        let agent_boots: Vec<_> = rack.firmware.records(bmc, sys)[boots_before[bmc]..]
+            .iter()
+            .filter(|r| r.wipe.is_some())
+            .cloned()
+            .collect();
+        assert_eq!(agent_boots.len(), 1, "one agent boot: {agent_boots:#?}");
+        assert_eq!(agent_boots[0].wipe.as_deref(), Some(mode));
+        assert!(
+            agent_boots[0]
+                .probe
+                .as_deref()
+                .is_some_and(|p| p.starts_with("posted to")),
+            "{agent_boots:#?}"
+        );
+        let s = server_by_name(&site, name).await;
+        assert!(s.spec.maintenance_boot_configuration_ref.is_none());
+        assert_eq!(
+            rack.sim.system_state(bmc, sys).expect("system").power_state,
+            metal_bmc_sim::PowerState::Off,
+            "powered off after the agent"
+        );
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(site.client.clone(), &site.ns);
+        eventually("agent objects gone", LONG, async || {
+            secrets
+                .get_opt(&format!("{name}-cleaning"))
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
+    let (dell_server, _) = &by_bmc[&2];
+    let failed = eventually("Dell server in Error", LONG, async || {
+        let s = server_by_name(&site, dell_server).await;
         (state(&s) == "Error").then(|| cleaned(&s)).flatten()
     })
     .await;
@@ -840,19 +868,15 @@ async fn released_servers_are_cleaned_and_a_failed_cleaning_is_not_handed_out() 
         (failed.0.as_str(), failed.1.as_str()),
         ("False", "CleaningFailed")
     );
-    assert!(
-        failed.2.contains("offer no Redfish SecureErase"),
-        "{}",
-        failed.2
-    );
+    assert!(failed.2.contains(FAILING), "{}", failed.2);
 
-    // Two new claims: only the cleaned server can be had.
-    for c in ["d-0", "d-1"] {
+    // Three new claims: only the two cleaned servers can be had.
+    for c in ["d-0", "d-1", "d-2"] {
         claim(&site, &rack, c, json!({ "matchLabels": site.labels() })).await;
     }
-    let got = eventually("one new claim bound", LONG, async || {
+    let bound_now = async || {
         let mut bound = Vec::new();
-        for c in ["d-0", "d-1"] {
+        for c in ["d-0", "d-1", "d-2"] {
             let c = claims.get(c).await.ok()?;
             if let Some(r) = c.spec.server_ref.filter(|_| {
                 c.status
@@ -864,12 +888,18 @@ async fn released_servers_are_cleaned_and_a_failed_cleaning_is_not_handed_out() 
                 bound.push(r.name);
             }
         }
-        (!bound.is_empty()).then_some(bound)
+        bound.sort();
+        Some(bound)
+    };
+    eventually("two new claims bound", LONG, async || {
+        bound_now().await.filter(|b| b.len() == 2)
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(got, vec![dell_server.clone()]);
-    let s = server_by_name(&site, &default_server).await;
+    let mut want = vec![by_bmc[&0].0.clone(), by_bmc[&1].0.clone()];
+    want.sort();
+    assert_eq!(bound_now().await, Some(want));
+    let s = server_by_name(&site, dell_server).await;
     assert_eq!(
         state(&s),
         "Error",

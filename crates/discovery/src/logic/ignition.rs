@@ -10,7 +10,7 @@ pub const REPORT_KEY: &str = "report.json";
 pub use api::constants::agent::{IGNITION_KEY, SERVER_ANNOTATION, SYSTEM_UUID_LABEL, TOKEN_KEY};
 /// The agent's ignition lives with the agent ([`metal_probe::ignition`]).
 pub use metal_probe::ignition::{
-    CA_PATH, TOKEN_PATH, new_token, token_from_ignition, tokens_equal,
+    CA_PATH, TOKEN_PATH, cmdline, new_token, token_from_ignition, tokens_equal,
 };
 
 /// `<bmc>-system-<index>`: the Server for the index-th bootable system of a BMC (upstream).
@@ -31,11 +31,6 @@ pub fn secret_name(server: &str) -> String {
 /// The ConfigMap holding the agent's report.
 pub fn report_name(server: &str) -> String {
     format!("{server}-discovery-report")
-}
-
-/// The kernel command line of the probe image.
-pub fn cmdline(registry_url: &str, system_uuid: &str) -> String {
-    format!("metal.registry={registry_url} metal.server-uuid={system_uuid}")
 }
 
 /// The discovery agent's Ignition config (the agent posts its hardware report).
