@@ -20,6 +20,17 @@
 //! closed windows, wrong tokens: all get the same `404 not found`.
 
 use std::net::SocketAddr;
+
+/// `path` fit for a log: the boot token segment of `/ignition/<uuid>/<token>` and
+/// `/artifacts/<uuid>/<token>/<digest>` is masked (a token in a log would let its reader fetch
+/// the server's ignition).
+pub fn redacted(path: &str) -> String {
+    let mut parts: Vec<&str> = path.split('/').collect();
+    if matches!(parts.get(1), Some(&"ignition" | &"artifacts")) && parts.len() > 3 {
+        parts[3] = "<token>";
+    }
+    parts.join("/")
+}
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -199,7 +210,7 @@ impl BootServer {
             _ => "error",
         };
         self.metrics.request(endpoint, result);
-        tracing::debug!(%peer, path, status = resp.status().as_u16(), "boot request");
+        tracing::debug!(%peer, path = %redacted(&path), status = resp.status().as_u16(), "boot request");
         resp
     }
 
@@ -386,5 +397,22 @@ impl BootServer {
                 not_found()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn tokens_are_masked_in_logged_paths() {
+        assert_eq!(redacted("/ignition/u-1/s3cr3t"), "/ignition/u-1/<token>");
+        assert_eq!(
+            redacted("/artifacts/u-1/s3cr3t/sha256:ab"),
+            "/artifacts/u-1/<token>/sha256:ab"
+        );
+        assert_eq!(redacted("/ipxe?mac=aa&uuid=u-1"), "/ipxe?mac=aa&uuid=u-1");
+        assert_eq!(redacted("/ignition/u-1"), "/ignition/u-1");
+        assert_eq!(redacted("/boot.ipxe"), "/boot.ipxe");
     }
 }

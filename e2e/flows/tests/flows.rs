@@ -10,7 +10,7 @@ use e2e::{
     shared_tree, sim_system, state, wait_states,
 };
 use kube::ResourceExt as _;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -906,6 +906,245 @@ async fn released_servers_are_cleaned_and_a_failed_cleaning_is_not_handed_out() 
         "the failed server stays out of the pool"
     );
     assert!(s.spec.server_claim_ref.is_none());
+}
+
+/// Every password and token a run used — the BMC password, the in-band discovery and cleaning
+/// agents' tokens, the boot tokens in the boot server's URLs, every Secret value the
+/// controllers keep — appears in no controller's log at debug level, no Event, no object's
+/// status or annotations, no report ConfigMap and no /metrics page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_or_token_reaches_logs_events_status_or_metrics() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let site = Site::new("e2e-secrets").await;
+    let rack = Rack::start(&site, "127.85.4.1", vec![default_group(1)]).await;
+    let debug = |mut a: Vec<String>| {
+        a.push("--log-level=debug".into());
+        a
+    };
+    let procs = [
+        Process::start(
+            &site,
+            "discovery",
+            debug(e2e::discovery_args(&site, &rack, "in-band")),
+        ),
+        Process::start(&site, "reservation", debug(e2e::reservation_args(&site))),
+        Process::start(
+            &site,
+            "provisioning",
+            debug(e2e::provisioning_args(&site, &rack)),
+        ),
+        Process::start(
+            &site,
+            "maintenance",
+            debug(e2e::maintenance_args(&site, &rack)),
+        ),
+    ];
+    // In-band discovery, a claim booted with its ignition, a release with in-band cleaning.
+    let s = wait_states(&site, 1, "Available", "discovered in-band")
+        .await
+        .remove(0);
+    let api: Api<api::server::Server> = Api::all(site.client.clone());
+    api.patch(
+        &s.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({
+            "metadata": { "annotations": { "metal.ironcore.dev/cleaning-mode": "Metadata" } },
+            "spec": { "reclaimPolicy": "Recycle" },
+        })),
+    )
+    .await
+    .expect("annotate");
+    claim(&site, &rack, "c-0", json!({ "matchLabels": site.labels() })).await;
+    bound_server(&site, "c-0").await;
+    let (bmc, sys, _, _) = sim_system(&rack, &s);
+    eventually("the claim's ignition fetched", LONG, async || {
+        rack.firmware
+            .records(bmc, &sys)
+            .iter()
+            .any(|r| {
+                r.ignition.is_some()
+                    && r.fetches
+                        .iter()
+                        .any(|f| f.url.contains("/ignition/") && f.status == 200)
+                    && r.wipe.is_none()
+                    && r.probe.is_none()
+            })
+            .then_some(())
+    })
+    .await;
+    let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    claims
+        .delete("c-0", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("cleaned and Available", LONG, async || {
+        let s = server_by_name(&site, &s.name_any()).await;
+        let cleaned = api::conditions::get(&s.status.as_ref()?.conditions, "Cleaned")?;
+        (state(&s) == "Available" && cleaned.status == "True").then_some(())
+    })
+    .await;
+
+    // What must stay secret.
+    let mut secrets: BTreeMap<String, String> = BTreeMap::new();
+    for b in rack.sim.bmcs() {
+        secrets.insert(b.password.clone(), "BMC password".into());
+    }
+    let mut agent_tokens = 0;
+    let mut boot_tokens = 0;
+    for r in rack.firmware.records(bmc, &sys) {
+        if let Some(t) = r
+            .ignition
+            .as_deref()
+            .and_then(metal_probe::ignition::token_from_ignition)
+        {
+            agent_tokens += 1;
+            let what = if r.wipe.is_some() {
+                "cleaning agent token"
+            } else {
+                "discovery agent token"
+            };
+            secrets.insert(t, what.into());
+        }
+        for f in &r.fetches {
+            for prefix in ["/ignition/", "/artifacts/"] {
+                if let Some((_, rest)) = f.url.split_once(prefix)
+                    && let Some(token) = rest.split('/').nth(1)
+                {
+                    boot_tokens += 1;
+                    secrets.insert(token.to_string(), "boot token".into());
+                }
+            }
+        }
+    }
+    let kept: Api<Secret> = Api::namespaced(site.client.clone(), &site.ns);
+    for sec in kept.list(&Default::default()).await.expect("secrets").items {
+        let name = sec.name_any();
+        for (k, v) in sec.data.unwrap_or_default() {
+            let Ok(v) = String::from_utf8(v.0) else {
+                continue;
+            };
+            if k != "username" && k != "ignition" && v.len() >= 8 {
+                secrets.insert(v, format!("Secret {name}/{k}"));
+            }
+        }
+    }
+    let kinds: Vec<&str> = secrets.values().map(String::as_str).collect();
+    for needed in [
+        "BMC password",
+        "discovery agent token",
+        "cleaning agent token",
+        "boot token",
+    ] {
+        assert!(kinds.contains(&needed), "no {needed} collected: {kinds:?}");
+    }
+    assert!(agent_tokens >= 2 && boot_tokens >= 2);
+
+    // Where they must not be.
+    let mut sources: Vec<(String, String)> = Vec::new();
+    for p in &procs {
+        let log = p.log_text();
+        assert!(log.contains("DEBUG"), "{} logs at debug", p.name);
+        sources.push((format!("{} log", p.name), log));
+        let (code, metrics) = p.admin_get("/metrics").await.expect("metrics");
+        assert_eq!(code, 200);
+        sources.push((format!("{} /metrics", p.name), metrics));
+    }
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(site.client.clone());
+    let events = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items;
+    assert!(!events.is_empty());
+    sources.push(("Events".into(), serde_json::to_string(&events).unwrap()));
+    let core_events: Api<k8s_openapi::api::core::v1::Event> = Api::all(site.client.clone());
+    let core_events = core_events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items;
+    sources.push((
+        "core Events".into(),
+        serde_json::to_string(&core_events).unwrap(),
+    ));
+    let status_and_annotations = |v: serde_json::Value| {
+        json!({ "status": v["status"], "annotations": v["metadata"]["annotations"], "labels": v["metadata"]["labels"] })
+            .to_string()
+    };
+    for s in servers(&site).await {
+        sources.push((
+            format!("Server {}", s.name_any()),
+            status_and_annotations(serde_json::to_value(&s).unwrap()),
+        ));
+    }
+    let bmcs: Api<api::bmc::BMC> = Api::all(site.client.clone());
+    for b in bmcs
+        .list(&ListParams::default().labels(&site.selector()))
+        .await
+        .expect("bmcs")
+        .items
+    {
+        sources.push((
+            format!("BMC {}", b.name_any()),
+            status_and_annotations(serde_json::to_value(&b).unwrap()),
+        ));
+    }
+    for c in claims
+        .list(&Default::default())
+        .await
+        .expect("claims")
+        .items
+    {
+        sources.push((
+            format!("ServerClaim {}", c.name_any()),
+            status_and_annotations(serde_json::to_value(&c).unwrap()),
+        ));
+    }
+    let sbcs: Api<api::serverbootconfiguration::ServerBootConfiguration> =
+        Api::namespaced(site.client.clone(), &site.ns);
+    for b in sbcs.list(&Default::default()).await.expect("sbcs").items {
+        sources.push((
+            format!("ServerBootConfiguration {}", b.name_any()),
+            status_and_annotations(serde_json::to_value(&b).unwrap()),
+        ));
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(site.client.clone(), &site.ns);
+    for c in cms
+        .list(&Default::default())
+        .await
+        .expect("configmaps")
+        .items
+    {
+        sources.push((
+            format!("ConfigMap {}", c.name_any()),
+            serde_json::to_string(&c).unwrap(),
+        ));
+    }
+    let mut hits = Vec::new();
+    for (secret, what) in &secrets {
+        for (name, text) in &sources {
+            if let Some(at) = text.find(secret.as_str()) {
+                // Where it is, with the secret itself masked.
+                let from = text[..at]
+                    .char_indices()
+                    .rev()
+                    .nth(160)
+                    .map_or(0, |(i, _)| i);
+                let to = (at + secret.len() + 80).min(text.len());
+                let context = text
+                    .get(from..to)
+                    .unwrap_or_default()
+                    .replace(secret.as_str(), "<SECRET>");
+                hits.push(format!("{what} in {name}: ...{context}..."));
+            }
+        }
+    }
+    assert!(
+        hits.is_empty(),
+        "{} secrets checked against {} sources; found: {hits:#?}",
+        secrets.len(),
+        sources.len()
+    );
 }
 
 /// Upstream #1108: a Server created with a claim reference and no status (a restore) goes
