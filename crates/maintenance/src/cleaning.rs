@@ -735,4 +735,69 @@ mod tests {
         );
         assert_eq!(mode(&other), CleaningMode::Full);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::{BTreeMap, BTreeSet};
+
+        fn drive_id() -> impl Strategy<Value = String> {
+            "[A-Za-z0-9][A-Za-z0-9.:_-]{0,30}"
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// A round run to its end through its own records: each erasable drive is
+            /// erased once (Full only), the agent runs once exactly when Redfish cannot clean
+            /// everything (or always, for Metadata), and it ends in Done.
+            #[test]
+            fn a_round_erases_each_drive_once_and_ends(
+                drives in prop::collection::btree_map(drive_id(), any::<bool>(), 0..6),
+                metadata in any::<bool>(),
+            ) {
+                let drives: Vec<(String, bool)> = drives.into_iter().collect();
+                let mode = if metadata { "Metadata" } else { "Full" };
+                let req = cond("CleaningRequested", "True", mode, "", "2027-01-01T00:00:00Z");
+                let mut p = Progress::default();
+                let mut erased: BTreeMap<String, u32> = BTreeMap::new();
+                let mut agent = 0;
+                let mut done = false;
+                for _ in 0..drives.len() + 2 {
+                    let c = cond("Cleaned", "Unknown", "Cleaning", &p.message(), "2027-01-01T00:00:01Z");
+                    let s = server("Cleaning", json!([req, c]), json!({}));
+                    prop_assert_eq!(Progress::parse(&p.message()), p.clone());
+                    match next(&s, Some(&drives)) {
+                        Step::Erase(id) => {
+                            prop_assert!(drives.iter().any(|(d, e)| *d == id && *e), "{id} cannot be erased");
+                            *erased.entry(id.clone()).or_default() += 1;
+                            p.erased.push(id);
+                        }
+                        Step::Agent(m) => {
+                            prop_assert_eq!(m.as_str(), mode);
+                            agent += 1;
+                            p.wiped = vec!["sda".into()];
+                        }
+                        Step::Done => {
+                            done = true;
+                            break;
+                        }
+                        other => prop_assert!(false, "unexpected {other:?}"),
+                    }
+                }
+                prop_assert!(done, "the round never ended");
+                prop_assert!(erased.values().all(|n| *n == 1));
+                if metadata {
+                    prop_assert!(erased.is_empty());
+                    prop_assert_eq!(agent, 1);
+                } else {
+                    let erasable: BTreeSet<&String> =
+                        drives.iter().filter(|(_, e)| *e).map(|(d, _)| d).collect();
+                    prop_assert_eq!(erased.keys().collect::<BTreeSet<_>>(), erasable);
+                    let needs_agent = drives.is_empty() || drives.iter().any(|(_, e)| !e);
+                    prop_assert_eq!(agent, usize::from(needs_agent));
+                }
+            }
+        }
+    }
 }

@@ -911,3 +911,156 @@ mod tests {
         );
     }
 }
+
+/// Property tests: for random fleets and claims, the evaluation agrees with a plain reading of
+/// the binding rules, whatever order the servers come in.
+#[cfg(test)]
+mod props {
+    use super::Strategy as _;
+    use super::{ClaimKey, Evaluation, FirstFit, Target, evaluate};
+    use api::common::{TaintEffect, Toleration};
+    use api::server::{Server, ServerPowerState, ServerState};
+    use api::serverclaim::ServerClaim;
+    use kube::ResourceExt as _;
+    use proptest::prelude::*;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    const STATES: [&str; 8] = [
+        "Initial",
+        "Discovery",
+        "Available",
+        "Reserved",
+        "Released",
+        "Maintenance",
+        "Cleaning",
+        "Error",
+    ];
+
+    /// (state, powered off, cordoned, in maintenance, bound to claim 0..3 (3 = none), rack
+    /// label 0..3, taints (key 0..3, effect NoBind/Evict))
+    type Facts = (usize, bool, bool, bool, u8, u8, Vec<(u8, bool)>);
+
+    fn server(i: usize, f: &Facts) -> Arc<Server> {
+        let (state, off, cordoned, maint, bound, rack, taints) = f;
+        let mut spec = json!({
+            "systemUUID": format!("u-{i}"),
+            "unclaimable": cordoned,
+            "taints": taints.iter().map(|(k, no_bind)| json!({
+                "key": format!("t{k}"), "value": "x", "effect": if *no_bind { "NoBind" } else { "Evict" },
+            })).collect::<Vec<_>>(),
+        });
+        if *maint {
+            spec["serverMaintenanceRef"] = json!({"namespace": "ns", "name": "m"});
+        }
+        if *bound < 3 {
+            spec["serverClaimRef"] = json!({"namespace": "ns", "name": format!("c{bound}")});
+        }
+        Arc::new(
+            serde_json::from_value(json!({
+                "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "Server",
+                "metadata": {"name": format!("s{i:02}"), "labels": {"rack": format!("r{rack}")}},
+                "spec": spec,
+                "status": {"state": STATES[*state], "powerState": if *off { "Off" } else { "On" }},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn facts() -> impl Strategy<Value = Facts> {
+        (
+            0..STATES.len(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            0u8..4,
+            0u8..3,
+            prop::collection::vec((0u8..3, any::<bool>()), 0..3),
+        )
+    }
+
+    /// The binding rules, read plainly.
+    fn bindable(s: &Server, me: &ClaimKey, tolerations: &[Toleration]) -> bool {
+        let st = s.status.as_ref().unwrap();
+        let free = ClaimKey::bound_to(s).is_none_or(|c| c == *me);
+        free && st.state == Some(ServerState::Available)
+            && st.power_state == Some(ServerPowerState::Off)
+            && !s.is_unclaimable()
+            && s.spec.server_maintenance_ref.is_none()
+            && s.spec
+                .taints
+                .iter()
+                .filter(|t| t.effect() == TaintEffect::NoBind)
+                .all(|t| tolerations.iter().any(|tol| tol.tolerates(t)))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn evaluation_partitions_the_matching_servers_by_the_binding_rules(
+            fleet in prop::collection::vec(facts(), 0..24),
+            rack in prop::option::of(0u8..3),
+            tolerated in prop::collection::vec(0u8..3, 0..3),
+        ) {
+            let servers: Vec<Arc<Server>> =
+                fleet.iter().enumerate().map(|(i, f)| server(i, f)).collect();
+            let me = ClaimKey::new("ns", "c0");
+            let claim: ServerClaim = serde_json::from_value(json!({
+                "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "ServerClaim",
+                "metadata": {"namespace": "ns", "name": "c0"},
+                "spec": {
+                    "power": "On",
+                    "image": "os:1",
+                    "serverSelector": rack.map(|r| json!({"matchLabels": {"rack": format!("r{r}")}})),
+                    "tolerations": tolerated.iter().map(|k| json!({"key": format!("t{k}"), "operator": "Exists"})).collect::<Vec<_>>(),
+                },
+            }))
+            .unwrap();
+            let target = Target::of(&claim).unwrap();
+            let tolerations = claim.spec.tolerations.clone();
+            let eval = evaluate(&me, &tolerations, &target, &servers, |_| None, |_| false);
+
+            let matching: Vec<&Arc<Server>> = servers.iter().filter(|s| target.matches(s)).collect();
+            prop_assert_eq!(eval.matched, matching.len());
+            prop_assert_eq!(eval.candidates.len() + eval.blocked.len(), eval.matched);
+            for c in &eval.candidates {
+                prop_assert!(target.matches(c));
+                prop_assert!(bindable(c, &me, &tolerations), "{} is no candidate", c.name_any());
+            }
+            for (name, why) in &eval.blocked {
+                let s = servers.iter().find(|s| s.name_any() == *name).unwrap();
+                prop_assert!(!bindable(s, &me, &tolerations), "{name} blocked by {why:?}");
+            }
+            // Whatever order the cache lists them in, the same servers are candidates.
+            let mut reversed = servers.clone();
+            reversed.reverse();
+            let again = evaluate(&me, &tolerations, &target, &reversed, |_| None, |_| false);
+            let names = |e: &Evaluation| {
+                let mut n: Vec<String> = e.candidates.iter().map(|s| s.name_any()).collect();
+                n.sort();
+                n
+            };
+            prop_assert_eq!(names(&eval), names(&again));
+            // First fit tries them in name order, deterministically.
+            let mut ordered = again.candidates.clone();
+            FirstFit.order(&claim, &mut ordered);
+            let order: Vec<String> = ordered.iter().map(|s| s.name_any()).collect();
+            prop_assert_eq!(order, names(&eval));
+        }
+
+        #[test]
+        fn a_server_held_for_another_claim_is_never_a_candidate(
+            fleet in prop::collection::vec(facts(), 1..12),
+            held in 0usize..12,
+        ) {
+            let servers: Vec<Arc<Server>> =
+                fleet.iter().enumerate().map(|(i, f)| server(i, f)).collect();
+            let me = ClaimKey::new("ns", "c0");
+            let other = ClaimKey::new("ns", "c9");
+            let held = servers[held % servers.len()].name_any();
+            let eval = evaluate(&me, &[], &Target::Any, &servers, |n| (n == held).then(|| other.clone()), |_| false);
+            prop_assert!(eval.candidates.iter().all(|s| s.name_any() != held));
+        }
+    }
+}

@@ -534,3 +534,118 @@ mod tests {
         );
     }
 }
+
+/// Property tests: the health and in-band decisions only ask for transitions the state table
+/// gives discovery, and only when their cause is there.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use api::state::{Controller, transition_owner};
+    use proptest::prelude::*;
+
+    const STATES: [ServerState; 9] = [
+        ServerState::Initial,
+        ServerState::Discovery,
+        ServerState::Available,
+        ServerState::Reserved,
+        ServerState::Released,
+        ServerState::Maintenance,
+        ServerState::Parked,
+        ServerState::Cleaning,
+        ServerState::Error,
+    ];
+
+    fn problem() -> impl Strategy<Value = Option<(Duration, String)>> {
+        prop::option::of((0u64..4000).prop_map(|s| (Duration::from_secs(s), "why".to_string())))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn health_moves_only_along_discoverys_transitions_and_only_for_a_cause(
+            state in prop::option::of(0..STATES.len()),
+            claimed in any::<bool>(),
+            bmc in problem(),
+            inventory in problem(),
+            reason in prop::option::of(prop_oneof![
+                Just(api::constants::reasons::BMC_UNREACHABLE.to_string()),
+                Just(api::constants::reasons::INVENTORY_UNREADABLE.to_string()),
+            ]),
+            threshold in 0u64..3000,
+        ) {
+            let v = HealthView {
+                state: state.map(|i| STATES[i]),
+                claimed,
+                bmc_not_ready: bmc.clone(),
+                inventory_unreadable: inventory.clone(),
+                unhealthy_reason: reason.clone(),
+                threshold: Duration::from_secs(threshold),
+            };
+            let oldest = bmc.as_ref().or(inventory.as_ref()).map(|(age, _)| *age);
+            match health_step(&v) {
+                HealthStep::EnterError(r, _) => {
+                    prop_assert_eq!(
+                        transition_owner(v.state, ServerState::Error),
+                        Some(Controller::Discovery)
+                    );
+                    prop_assert!(!(v.state == Some(ServerState::Available) && claimed));
+                    prop_assert!(threshold > 0 && oldest.is_some_and(|a| a >= v.threshold));
+                    let want = if bmc.is_some() {
+                        api::constants::reasons::BMC_UNREACHABLE
+                    } else {
+                        api::constants::reasons::INVENTORY_UNREADABLE
+                    };
+                    prop_assert_eq!(r, want);
+                }
+                HealthStep::Recover => {
+                    prop_assert_eq!(v.state, Some(ServerState::Error));
+                    prop_assert_eq!(
+                        transition_owner(v.state, ServerState::Initial),
+                        Some(Controller::Discovery)
+                    );
+                    prop_assert!(bmc.is_none());
+                    prop_assert_eq!(reason.as_deref(), Some(api::constants::reasons::BMC_UNREACHABLE));
+                }
+                HealthStep::RecheckIn(d) => {
+                    let age = oldest.expect("a recheck has a cause");
+                    prop_assert!(age < v.threshold && d == v.threshold - age && !d.is_zero());
+                }
+                HealthStep::Fine => {
+                    let can_err = matches!(v.state, Some(ServerState::Initial | ServerState::Discovery))
+                        || (v.state == Some(ServerState::Available) && !claimed);
+                    prop_assert!(!can_err || threshold == 0 || oldest.is_none());
+                }
+            }
+        }
+
+        #[test]
+        fn an_in_band_round_merges_a_report_and_boots_only_when_served(
+            report in any::<bool>(),
+            sbc_ready in any::<bool>(),
+            boot_issued in any::<bool>(),
+            power in prop::option::of(prop_oneof![Just(ServerPowerState::On), Just(ServerPowerState::Off)]),
+            elapsed in 0u64..100,
+            timeout in 1u64..100,
+        ) {
+            let v = InBandView {
+                report,
+                sbc_ready,
+                boot_issued,
+                power,
+                elapsed: Duration::from_secs(elapsed),
+                timeout: Duration::from_secs(timeout),
+            };
+            let step = in_band_step(&v);
+            prop_assert_eq!(step == InBandStep::Merge, report, "a report always wins");
+            if matches!(step, InBandStep::IssueBoot | InBandStep::ReissueBoot) {
+                prop_assert!(sbc_ready, "no boot before the configuration is served");
+                prop_assert!(elapsed <= timeout, "no boot after the round timed out");
+            }
+            if let InBandStep::TimedOut(_) = step {
+                prop_assert!(!report && elapsed > timeout);
+                prop_assert_eq!(transition_owner(Some(ServerState::Discovery), ServerState::Initial), Some(Controller::Discovery));
+            }
+        }
+    }
+}
