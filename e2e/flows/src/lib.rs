@@ -628,6 +628,19 @@ pub async fn bound_server(site: &Site, name: &str) -> String {
     .await
 }
 
+/// `ComputerSystem.Reset` requests (power on, off, restart) the simulated BMC `bmc` received:
+/// how the flows prove a power action was sent exactly once.
+pub fn resets(rack: &Rack, bmc: usize) -> u64 {
+    rack.sim
+        .request_counts(bmc)
+        .expect("counts")
+        .by_request
+        .iter()
+        .filter(|(k, _)| k.starts_with("POST ") && k.ends_with("ComputerSystem.Reset"))
+        .map(|(_, n)| *n)
+        .sum()
+}
+
 /// (bmc index, system id, uuid, first MAC) of a Server, from the simulator.
 pub fn sim_system(rack: &Rack, server: &Server) -> (usize, String, String, String) {
     let uuid = server.spec.system_uuid.to_lowercase();

@@ -36,17 +36,6 @@ async fn http_get(url: &str) -> (u16, String) {
     (head[9..12].parse().unwrap_or(0), body.to_string())
 }
 
-fn power_on_resets(rack: &Rack, bmc: usize) -> u64 {
-    rack.sim
-        .request_counts(bmc)
-        .expect("counts")
-        .by_request
-        .iter()
-        .filter(|(k, _)| k.starts_with("POST ") && k.ends_with("ComputerSystem.Reset"))
-        .map(|(_, n)| *n)
-        .sum()
-}
-
 fn start_all(site: &Site, rack: &Rack, inspection: &str) -> BTreeMap<&'static str, Process> {
     [
         (
@@ -245,7 +234,7 @@ async fn bios_settings_with_owner_approval(site: &Site, rack: &Rack, name: &str,
     use api::biossettings::BIOSSettings;
     let server = server_by_name(site, name).await;
     let (bmc, sys, _, _) = sim_system(rack, &server);
-    let resets_before = power_on_resets(rack, bmc);
+    let resets_before = e2e::resets(rack, bmc);
     let settings: Api<BIOSSettings> = Api::all(site.client.clone());
     let bios_name = format!("{name}-virtualization");
     let bios_version = server
@@ -315,7 +304,7 @@ async fn bios_settings_with_owner_approval(site: &Site, rack: &Rack, name: &str,
     .await;
     assert!(back.spec.server_claim_ref.is_some());
     assert_eq!(
-        power_on_resets(rack, bmc) - resets_before,
+        e2e::resets(rack, bmc) - resets_before,
         1,
         "one reboot applied the setting"
     );
@@ -529,7 +518,7 @@ async fn controllers_killed_at_random_points_still_complete_the_flow() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     for b in 0..N {
         assert_eq!(
-            power_on_resets(&rack, b),
+            e2e::resets(&rack, b),
             1,
             "BMC {b}: exactly one ComputerSystem.Reset"
         );
@@ -560,7 +549,7 @@ async fn controllers_killed_at_random_points_still_complete_the_flow() {
             "Off"
         );
         assert_eq!(
-            power_on_resets(&rack, b),
+            e2e::resets(&rack, b),
             2,
             "BMC {b}: one power-on and one power-off"
         );
@@ -592,7 +581,7 @@ async fn a_claimed_server_parked_and_unparked_boots_its_claim_again() {
             rack.sim.system_state(bmc, &sys).expect("s").power_state
         )
     };
-    assert_eq!(power_on_resets(&rack, 0), 1);
+    assert_eq!(e2e::resets(&rack, 0), 1);
 
     // Parked: powered off, nobody powers it on again, the claim stays bound.
     annotate(&site, &name, "park").await;
@@ -603,7 +592,7 @@ async fn a_claimed_server_parked_and_unparked_boots_its_claim_again() {
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(power(), "Off", "provisioning stands down while parked");
-    assert_eq!(power_on_resets(&rack, 0), 2, "one power-off, no power-on");
+    assert_eq!(e2e::resets(&rack, 0), 2, "one power-off, no power-on");
     let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
     let c = claims.get("web-0").await.expect("claim");
     assert_eq!(
@@ -618,7 +607,7 @@ async fn a_claimed_server_parked_and_unparked_boots_its_claim_again() {
         (state(&s) == "Reserved" && power() == "On").then_some(())
     })
     .await;
-    assert_eq!(power_on_resets(&rack, 0), 3, "one more power-on");
+    assert_eq!(e2e::resets(&rack, 0), 3, "one more power-on");
     let s = server_by_name(&site, &name).await;
     assert!(
         !s.annotations().contains_key("metal.ironcore.dev/parked"),
@@ -641,7 +630,7 @@ async fn a_maintenance_boots_its_own_configuration_then_hands_the_server_back() 
         claim_boots >= 1,
         "the claim's configuration was network-booted"
     );
-    assert_eq!(power_on_resets(&rack, 0), 1);
+    assert_eq!(e2e::resets(&rack, 0), 1);
 
     let diag_kernel = "http://images.example.test/diag-vmlinuz";
     let sms: Api<ServerMaintenance> = Api::namespaced(site.client.clone(), &site.ns);
@@ -706,13 +695,13 @@ async fn a_maintenance_boots_its_own_configuration_then_hands_the_server_back() 
         Some("diag-boot")
     );
     // The server was on: one restart into the configuration, nothing else.
-    assert_eq!(power_on_resets(&rack, 0), 2, "one restart");
+    assert_eq!(e2e::resets(&rack, 0), 2, "one restart");
     // The window is used up: the same request again gets nothing.
     let (_, _, uuid, mac) = sim_system(&rack, &s);
     let (code, body) = http_get(&format!("{}/ipxe?mac={mac}&uuid={uuid}", rack.boot_server)).await;
     assert_eq!((code, body.contains(diag_kernel)), (404, false));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(power_on_resets(&rack, 0), 2, "no second boot");
+    assert_eq!(e2e::resets(&rack, 0), 2, "no second boot");
 
     // The end: powered off, reference and configuration gone, back to the claim's own boot.
     sms.delete("diag", &DeleteParams::default())
@@ -731,7 +720,7 @@ async fn a_maintenance_boots_its_own_configuration_then_hands_the_server_back() 
     })
     .await;
     assert_eq!(
-        power_on_resets(&rack, 0),
+        e2e::resets(&rack, 0),
         4,
         "one power-off by maintenance, one power-on by provisioning"
     );

@@ -166,7 +166,10 @@ impl Default for Options {
 pub struct ControlPlane {
     kubeconfig: PathBuf,
     dir: Option<tempfile::TempDir>,
-    processes: Vec<(String, Child)>,
+    processes: std::sync::Mutex<Vec<(String, Child)>>,
+    /// How each process was started (program, arguments, process group, log directory), so a
+    /// fault test can restart one.
+    commands: Vec<(String, Spawned)>,
     reaper: Option<Child>,
     binaries: Option<Binaries>,
     started_in: Duration,
@@ -176,9 +179,39 @@ impl std::fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ControlPlane")
             .field("kubeconfig", &self.kubeconfig)
-            .field("processes", &self.processes.len())
+            .field("processes", &self.commands.len())
             .finish()
     }
+}
+
+/// How a control-plane process was started.
+#[derive(Debug, Clone)]
+struct Spawned {
+    program: std::ffi::OsString,
+    args: Vec<std::ffi::OsString>,
+    pgid: Option<u32>,
+    dir: PathBuf,
+}
+
+/// Starts `cmd` with its output appended to `<dir>/<name>.log` (a restart keeps the log).
+fn spawn_logged(
+    name: &str,
+    cmd: &mut Command,
+    dir: &Path,
+    pgid: Option<u32>,
+) -> Result<Child, Error> {
+    use std::os::unix::process::CommandExt as _;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .map_err(io_err(format!("opening {name}.log")))?;
+    let log2 = log.try_clone().map_err(io_err("cloning log handle"))?;
+    cmd.stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(pgid.map_or(0, |p| p as i32));
+    cmd.spawn().map_err(io_err(format!("starting {name}")))
 }
 
 fn free_port() -> Result<u16, Error> {
@@ -242,7 +275,8 @@ impl ControlPlane {
             let mut cp = Self {
                 kubeconfig,
                 dir: None,
-                processes: vec![],
+                processes: Default::default(),
+                commands: vec![],
                 reaper: None,
                 binaries: None,
                 started_in: Duration::ZERO,
@@ -272,7 +306,8 @@ impl ControlPlane {
         let mut cp = Self {
             kubeconfig: d.join("kubeconfig"),
             dir: None,
-            processes: vec![],
+            processes: Default::default(),
+            commands: vec![],
             reaper: None,
             binaries: Some(binaries.clone()),
             started_in: Duration::ZERO,
@@ -416,26 +451,64 @@ impl ControlPlane {
         dir: &Path,
         pgid: Option<u32>,
     ) -> Result<u32, Error> {
-        use std::os::unix::process::CommandExt as _;
-        let log = std::fs::File::create(dir.join(format!("{name}.log")))
-            .map_err(io_err(format!("creating {name}.log")))?;
-        let log2 = log.try_clone().map_err(io_err("cloning log handle"))?;
-        cmd.stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .process_group(pgid.map_or(0, |p| p as i32));
-        let child = cmd.spawn().map_err(io_err(format!("starting {name}")))?;
+        let spawned = Spawned {
+            program: cmd.get_program().to_owned(),
+            args: cmd.get_args().map(|a| a.to_owned()).collect(),
+            pgid,
+            dir: dir.to_path_buf(),
+        };
+        let child = spawn_logged(name, cmd, dir, pgid)?;
         let pid = child.id();
-        self.processes.push((name.to_string(), child));
+        self.processes
+            .get_mut()
+            .expect("process list")
+            .push((name.to_string(), child));
+        self.commands.push((name.to_string(), spawned));
         Ok(pid)
+    }
+
+    /// SIGKILLs component `name` (`kube-apiserver`, `etcd`), leaves it down for `down_for`,
+    /// starts it again as before, then waits until the API server is ready: the control-plane
+    /// fault of the fault tests.
+    pub fn restart(
+        &self,
+        name: &str,
+        down_for: Duration,
+        ready_timeout: Duration,
+    ) -> Result<(), Error> {
+        let (_, how) = self
+            .commands
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| Error::Kube(format!("no component {name}")))?;
+        {
+            let mut procs = self.processes.lock().expect("process list");
+            let i = procs
+                .iter()
+                .position(|(n, _)| n == name)
+                .ok_or_else(|| Error::Kube(format!("{name} is not running")))?;
+            let (_, mut old) = procs.remove(i);
+            let _ = old.kill();
+            let _ = old.wait();
+            std::thread::sleep(down_for);
+            let mut cmd = Command::new(&how.program);
+            cmd.args(&how.args);
+            let child = spawn_logged(name, &mut cmd, &how.dir, how.pgid)?;
+            procs.push((name.to_string(), child));
+        }
+        self.poll_ready(ready_timeout)
     }
 
     /// Polls `/readyz` until it answers `ok`, failing early if a process exits.
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), Error> {
+        self.poll_ready(timeout)
+    }
+
+    fn poll_ready(&self, timeout: Duration) -> Result<(), Error> {
         let started = Instant::now();
         let mut last = String::new();
         while started.elapsed() < timeout {
-            for (name, child) in &mut self.processes {
+            for (name, child) in self.processes.lock().expect("process list").iter_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     return Err(Error::NotReady {
                         component: format!("{name} (exited with {status})"),
@@ -520,11 +593,12 @@ impl ControlPlane {
 
     /// Stops all processes (also done on drop).
     pub fn stop(&mut self) {
-        for (_, child) in self.processes.iter_mut().rev() {
+        let procs = self.processes.get_mut().expect("process list");
+        for (_, child) in procs.iter_mut().rev() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.processes.clear();
+        procs.clear();
         if let Some(mut reaper) = self.reaper.take() {
             let _ = reaper.kill();
             let _ = reaper.wait();
