@@ -84,6 +84,11 @@ pub struct MaintenanceArgs {
     #[arg(long, env = "METAL_CLEANING_AGENT_TIMEOUT", default_value = "6h", value_parser = parse_duration)]
     pub cleaning_agent_timeout: Duration,
 
+    /// Test hook of the step-wise kill suite: SIGKILL this process when it reaches the named
+    /// side-effecting step (e.g. `cleaning-agent-boot-recorded`). Refused inside a cluster.
+    #[arg(long, hide = true)]
+    pub kill_at_step: Option<String>,
+
     /// CA bundle (PEM file) for BMCs whose BMCSecret carries no `ca.crt`.
     #[arg(long, env = "METAL_BMC_CA")]
     pub bmc_ca: Option<PathBuf>,
@@ -118,8 +123,17 @@ impl MaintenanceArgs {
                 timeout: self.cleaning_agent_timeout.max(Duration::from_secs(10)),
             }),
         };
+        let step_hook = match &self.kill_at_step {
+            None => None,
+            Some(_) if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
+                anyhow::bail!(
+                    "--kill-at-step is a test hook that kills the process; it is refused inside a cluster"
+                )
+            }
+            Some(at) => Some(kill_at(at.clone())),
+        };
         Ok(Config {
-            step_hook: None,
+            step_hook,
             identity: common.identity(),
             server_selector: self.server_selector.clone().filter(|s| !s.is_empty()),
             namespace: self.maintenance_namespace.clone(),
@@ -135,6 +149,21 @@ impl MaintenanceArgs {
             cleaning_agent,
         })
     }
+}
+
+/// A step hook that SIGKILLs the process at step `at`: no shutdown, no lease release, nothing
+/// after the step is written or sent.
+fn kill_at(at: String) -> crate::StepHook {
+    std::sync::Arc::new(move |name: &'static str| {
+        if name == at {
+            eprintln!("--kill-at-step: reached {name}; SIGKILL");
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &std::process::id().to_string()])
+                .status();
+            std::process::abort();
+        }
+        Box::pin(async {})
+    })
 }
 
 #[cfg(test)]
@@ -173,6 +202,7 @@ mod tests {
         assert_eq!(agent.registry_url, "https://registry.metal:10000");
         assert_eq!(agent.timeout, Duration::from_secs(7200));
         assert!(agent.image.image.contains("metal-probe-os"));
+        assert!(c.step_hook.is_none(), "no test hook unless asked for");
         let bad =
             Cli::try_parse_from(["metal-maintenance", "--bmc-ca=/nonexistent/ca.pem"]).unwrap();
         let err = bad.maintenance.config(&bad.common).unwrap_err().to_string();

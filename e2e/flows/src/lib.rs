@@ -282,6 +282,11 @@ impl Process {
         }
     }
 
+    /// Replaces the arguments the next start uses.
+    pub fn set_args(&mut self, args: Vec<String>) {
+        self.args = args;
+    }
+
     /// Kills and starts again with the same arguments.
     pub fn restart(&mut self) {
         self.kill();

@@ -736,6 +736,21 @@ async fn a_maintenance_boots_its_own_configuration_then_hands_the_server_back() 
     .await;
 }
 
+/// Sets `server`'s reclaim policy to `Recycle` and its cleaning mode to `mode`.
+async fn recycle_with_cleaning(site: &Site, server: &str, mode: &str) {
+    Api::<api::server::Server>::all(site.client.clone())
+        .patch(
+            server,
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": { "annotations": { "metal.ironcore.dev/cleaning-mode": mode } },
+                "spec": { "reclaimPolicy": "Recycle" },
+            })),
+        )
+        .await
+        .expect("annotate");
+}
+
 /// Cleaning on release with the controllers as processes: three claimed servers, released by
 /// deleting their `Recycle` claims. Two default-tree servers (drives without SecureErase):
 /// one in `Full` mode is overwritten by the in-band agent, one in `Metadata` mode has its
@@ -756,22 +771,12 @@ async fn released_servers_are_cleaned_and_a_failed_cleaning_is_not_handed_out() 
     let rack = Rack::start(&site, "127.85.2.1", vec![default_group(2), failing_dell]).await;
     let _procs = start_all(&site, &rack, "out-of-band");
     let all = wait_states(&site, 3, "Available", "all Available").await;
-    let api: Api<api::server::Server> = Api::all(site.client.clone());
     let mut by_bmc = BTreeMap::new();
     for s in &all {
         let (bmc, sys, _, _) = sim_system(&rack, s);
         let mode = if bmc == 1 { "Metadata" } else { "Full" };
         by_bmc.insert(bmc, (s.name_any(), sys));
-        api.patch(
-            &s.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({
-                "metadata": { "annotations": { "metal.ironcore.dev/cleaning-mode": mode } },
-                "spec": { "reclaimPolicy": "Recycle" },
-            })),
-        )
-        .await
-        .expect("annotate");
+        recycle_with_cleaning(&site, &s.name_any(), mode).await;
     }
     let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
     for c in ["c-0", "c-1", "c-2"] {
@@ -897,6 +902,118 @@ async fn released_servers_are_cleaned_and_a_failed_cleaning_is_not_handed_out() 
     assert!(s.spec.server_claim_ref.is_none());
 }
 
+/// metal-maintenance as a process, SIGKILLed at each step of an in-band cleaning in turn
+/// (`--kill-at-step`, a test hook refused inside a cluster) and started again: every round
+/// converges to Available with one agent boot and the same BMC requests as an undisturbed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_killed_at_every_step_of_an_in_band_cleaning_sends_nothing_twice() {
+    const STEPS: [&str; 5] = [
+        "",
+        "cleaning-agent-boot-recorded",
+        "cleaning-agent-window-opened",
+        "cleaning-agent-report-recorded",
+        "cleaning-recorded",
+    ];
+    // The hook refuses to run inside a cluster.
+    let out = std::process::Command::new(e2e::binary("metal-maintenance"))
+        .arg("--kill-at-step=cleaning-recorded")
+        .env("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+        .output()
+        .expect("run metal-maintenance");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused inside a cluster"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let site = Site::new("e2e-stepkill").await;
+    let rack = Rack::start(&site, "127.85.5.1", vec![default_group(1)]).await;
+    let mut procs = start_all(&site, &rack, "out-of-band");
+    let s = wait_states(&site, 1, "Available", "Available")
+        .await
+        .remove(0);
+    let name = s.name_any();
+    let (bmc, sys, _, _) = sim_system(&rack, &s);
+    recycle_with_cleaning(&site, &name, "Metadata").await;
+    let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    let mut per_round = None;
+    for (round, at) in STEPS.iter().enumerate() {
+        let c = format!("c-{round}");
+        claim(&site, &rack, &c, json!({ "matchLabels": site.labels() })).await;
+        bound_server(&site, &c).await;
+        eventually("booted", LONG, async || {
+            (format!("{:?}", rack.sim.system_state(bmc, &sys).ok()?.power_state) == "On")
+                .then_some(())
+        })
+        .await;
+        let (resets_before, agent_boots_before) = (
+            e2e::resets(&rack, bmc),
+            rack.firmware
+                .records(bmc, &sys)
+                .iter()
+                .filter(|r| r.wipe.is_some())
+                .count(),
+        );
+        let m = procs.get_mut("maintenance").expect("maintenance");
+        let mut normal = e2e::maintenance_args(&site, &rack);
+        // Killed between opening the window and the power-on, a restart cannot tell whether
+        // the power-on left: it waits this long for the script before booting again.
+        normal.push("--maintenance-boot-timeout=10s".into());
+        if !at.is_empty() {
+            let mut args = normal.clone();
+            args.push(format!("--kill-at-step={at}"));
+            m.set_args(args);
+            m.restart();
+        }
+        claims
+            .delete(&c, &DeleteParams::default())
+            .await
+            .expect("delete");
+        if !at.is_empty() {
+            eventually(&format!("maintenance killed at {at}"), LONG, async || {
+                (!procs.get_mut("maintenance").expect("m").running()).then_some(())
+            })
+            .await;
+            let m = procs.get_mut("maintenance").expect("maintenance");
+            assert!(m.log_text().contains(&format!("reached {at}; SIGKILL")));
+            m.set_args(normal);
+            m.restart();
+        }
+        eventually(
+            &format!("round {round} (killed at {at:?}) Available"),
+            LONG,
+            async || {
+                let s = server_by_name(&site, &name).await;
+                let cleaned = api::conditions::get(&s.status.as_ref()?.conditions, "Cleaned")?;
+                (state(&s) == "Available" && cleaned.status == "True").then_some(())
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let agent_boots = rack
+            .firmware
+            .records(bmc, &sys)
+            .iter()
+            .filter(|r| r.wipe.is_some())
+            .count()
+            - agent_boots_before;
+        assert_eq!(agent_boots, 1, "killed at {at:?}: one agent boot");
+        let resets = e2e::resets(&rack, bmc) - resets_before;
+        // The undisturbed round sets the figure every killed round must match.
+        let want = *per_round.get_or_insert(resets);
+        assert_eq!(
+            resets, want,
+            "killed at {at:?}: the same power requests as an undisturbed round"
+        );
+    }
+    assert_eq!(
+        per_round,
+        Some(3),
+        "release power-off, agent boot, agent power-off"
+    );
+}
+
 /// Every password and token a run used — the BMC password, the in-band discovery and cleaning
 /// agents' tokens, the boot tokens in the boot server's URLs, every Secret value the
 /// controllers keep — appears in no controller's log at debug level, no Event, no object's
@@ -932,17 +1049,7 @@ async fn no_password_or_token_reaches_logs_events_status_or_metrics() {
     let s = wait_states(&site, 1, "Available", "discovered in-band")
         .await
         .remove(0);
-    let api: Api<api::server::Server> = Api::all(site.client.clone());
-    api.patch(
-        &s.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({
-            "metadata": { "annotations": { "metal.ironcore.dev/cleaning-mode": "Metadata" } },
-            "spec": { "reclaimPolicy": "Recycle" },
-        })),
-    )
-    .await
-    .expect("annotate");
+    recycle_with_cleaning(&site, &s.name_any(), "Metadata").await;
     claim(&site, &rack, "c-0", json!({ "matchLabels": site.labels() })).await;
     bound_server(&site, "c-0").await;
     let (bmc, sys, _, _) = sim_system(&rack, &s);
