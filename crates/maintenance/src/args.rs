@@ -123,15 +123,7 @@ impl MaintenanceArgs {
                 timeout: self.cleaning_agent_timeout.max(Duration::from_secs(10)),
             }),
         };
-        let step_hook = match &self.kill_at_step {
-            None => None,
-            Some(_) if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
-                anyhow::bail!(
-                    "--kill-at-step is a test hook that kills the process; it is refused inside a cluster"
-                )
-            }
-            Some(at) => Some(kill_at(at.clone())),
-        };
+        let step_hook = runtime::steps::kill_at(self.kill_at_step.as_deref())?;
         Ok(Config {
             step_hook,
             identity: common.identity(),
@@ -149,21 +141,6 @@ impl MaintenanceArgs {
             cleaning_agent,
         })
     }
-}
-
-/// A step hook that SIGKILLs the process at step `at`: no shutdown, no lease release, nothing
-/// after the step is written or sent.
-fn kill_at(at: String) -> crate::StepHook {
-    std::sync::Arc::new(move |name: &'static str| {
-        if name == at {
-            eprintln!("--kill-at-step: reached {name}; SIGKILL");
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &std::process::id().to_string()])
-                .status();
-            std::process::abort();
-        }
-        Box::pin(async {})
-    })
 }
 
 #[cfg(test)]

@@ -103,11 +103,7 @@ pub struct Config {
 }
 
 /// See [`Config::step_hook`].
-pub type StepHook = Arc<
-    dyn Fn(&'static str) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
-        + Send
-        + Sync,
->;
+pub use runtime::steps::StepHook;
 
 impl Config {
     /// Defaults for instance `identity`: everything in scope, maintenances in
@@ -295,9 +291,7 @@ impl Ctx {
 
     /// Passes named side-effecting step `name` ([`Config::step_hook`]).
     pub(crate) async fn step(&self, name: &'static str) {
-        if let Some(hook) = &self.config.step_hook {
-            hook(name).await;
-        }
+        runtime::steps::pass(self.config.step_hook.as_ref(), name).await;
     }
 
     /// Sends a power-off the caller has recorded (forced when a graceful one timed out); a

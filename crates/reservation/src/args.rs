@@ -38,12 +38,17 @@ pub struct ReservationArgs {
     /// `Full` (carried out by metal-maintenance while the server is in `Cleaning`).
     #[arg(long, env = "METAL_CLEANING_MODE", default_value = "Disabled")]
     pub cleaning_mode: api::constants::CleaningMode,
+
+    /// Test hook of the step-wise kill suite: SIGKILL this process when it reaches the named
+    /// binding or release step (e.g. `claim-ref-written`). Refused inside a cluster.
+    #[arg(long, hide = true)]
+    pub kill_at_step: Option<String>,
 }
 
 impl ReservationArgs {
     /// The instance configuration from these flags and the common ones.
-    pub fn config(&self, common: &CommonArgs) -> Config {
-        Config {
+    pub fn config(&self, common: &CommonArgs) -> Result<Config, runtime::steps::InCluster> {
+        Ok(Config {
             identity: common.identity(),
             server_selector: self.server_selector.clone().filter(|s| !s.is_empty()),
             rule_selector: self.rule_selector.clone().filter(|s| !s.is_empty()),
@@ -53,7 +58,8 @@ impl ReservationArgs {
             binding_lock_timeout: self.binding_lock_timeout.max(Duration::from_secs(2)),
             resync: self.resync.max(Duration::from_secs(10)),
             cleaning_mode: self.cleaning_mode,
-        }
+            steps: runtime::steps::Steps(runtime::steps::kill_at(self.kill_at_step.as_deref())?),
+        })
     }
 }
 
@@ -82,7 +88,7 @@ mod tests {
             "--identity=pod-0",
         ])
         .expect("flags parse");
-        let c = cli.reservation.config(&cli.common);
+        let c = cli.reservation.config(&cli.common).expect("config");
         assert_eq!(c.server_selector.as_deref(), Some("rack=r1"));
         assert_eq!(c.claim_namespace.as_deref(), Some("tenants"));
         assert_eq!(c.rule_selector, None);
@@ -91,6 +97,9 @@ mod tests {
         assert_eq!(c.binding_lock_timeout, Duration::from_secs(20));
         assert_eq!(c.identity, "pod-0");
         let cli = Cli::try_parse_from(["metal-reservation", "--server-selector="]).expect("parse");
-        assert_eq!(cli.reservation.config(&cli.common).server_selector, None);
+        assert_eq!(
+            cli.reservation.config(&cli.common).unwrap().server_selector,
+            None
+        );
     }
 }

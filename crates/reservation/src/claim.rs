@@ -236,6 +236,7 @@ async fn bind(claim: &ServerClaim, ctx: &Ctx) -> Result<Action, Error> {
         match claim_server(&api, &server, &key, claim, &target).await {
             Ok(Some(bound)) => {
                 tracing::debug!(claim = %key, server = %name, "bound");
+                ctx.config.steps.pass("claim-ref-written").await;
                 return complete(&claim_now, Arc::new(bound), ctx).await;
             }
             Ok(None) => {
@@ -386,7 +387,10 @@ async fn complete(claim: &ServerClaim, server: Arc<Server>, ctx: &Ctx) -> Result
             server_ref: Some(name.clone()),
         };
         match writes::update_claim_retrying(&claims, claim, &update).await? {
-            Some(c) => c,
+            Some(c) => {
+                ctx.config.steps.pass("claim-committed").await;
+                c
+            }
             None => return Ok(Action::await_change()),
         }
     } else {
@@ -403,6 +407,7 @@ async fn complete(claim: &ServerClaim, server: Arc<Server>, ctx: &Ctx) -> Result
                 match writes::set_state(&api, &server, ServerState::Reserved).await {
                     Ok(s) => {
                         server = s;
+                        ctx.config.steps.pass("server-reserved").await;
                         break;
                     }
                     Err(CasError::Conflict) => match writes::get(&api, &name).await? {
@@ -447,7 +452,7 @@ async fn complete(claim: &ServerClaim, server: Arc<Server>, ctx: &Ctx) -> Result
     if !up_to_date {
         let sbcs = ctx.boot_configuration_api(&key.namespace);
         match writes::apply_boot_configuration(&sbcs, &claim, &name).await {
-            Ok(()) => {}
+            Ok(()) => ctx.config.steps.pass("boot-configuration-applied").await,
             Err(CasError::Failed(Error::Kube {
                 source: kube::Error::Api(s),
                 ..
@@ -629,6 +634,15 @@ async fn release_claim(claim: &ServerClaim, ctx: &Ctx) -> Result<Action, Error> 
         };
         match result {
             Ok(s) => {
+                ctx.config
+                    .steps
+                    .pass(match step {
+                        ClaimRelease::ClearClaimRef | ClaimRelease::RecycleClearRef => {
+                            "claim-ref-cleared"
+                        }
+                        _ => "server-released",
+                    })
+                    .await;
                 if matches!(
                     step,
                     ClaimRelease::MarkReleased | ClaimRelease::RecycleToAvailable

@@ -80,6 +80,10 @@ pub struct Config {
     /// How a server released by a `Recycle` claim is cleaned when it carries no
     /// `metal.ironcore.dev/cleaning-mode` annotation (`Disabled`: straight back to Available).
     pub cleaning_mode: api::constants::CleaningMode,
+    /// Passed at each named binding and release write (`claim-ref-written`, `claim-committed`,
+    /// `server-reserved`, `boot-configuration-applied`, `claim-ref-cleared`,
+    /// `server-released`): how the step-wise kill tests stop an instance exactly there.
+    pub steps: runtime::steps::Steps,
 }
 
 impl Config {
@@ -96,6 +100,7 @@ impl Config {
             binding_lock_timeout: Duration::from_secs(30),
             resync: Duration::from_secs(600),
             cleaning_mode: api::constants::CleaningMode::Disabled,
+            steps: Default::default(),
         }
     }
 

@@ -23,7 +23,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     runtime::logging::init(&cli.common.log_level, cli.common.log_format)?;
-    let config = cli.reservation.config(&cli.common);
+    let config = cli.reservation.config(&cli.common)?;
     tracing::info!(?config, "starting metal-reservation");
 
     let shutdown = runtime::shutdown::on_signal();

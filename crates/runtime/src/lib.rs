@@ -15,4 +15,5 @@ pub mod lease;
 pub mod logging;
 pub mod metrics;
 pub mod shutdown;
+pub mod steps;
 pub mod tls;

@@ -1014,6 +1014,136 @@ async fn maintenance_killed_at_every_step_of_an_in_band_cleaning_sends_nothing_t
     );
 }
 
+/// metal-reservation as a process, SIGKILLed at each binding step and at each release step in
+/// turn (`--kill-at-step`) and started again: every claim ends bound to exactly one server,
+/// booted with one power-on, and every release ends with the server Available after one
+/// power-off; no second server is ever taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservation_killed_at_every_binding_and_release_step_binds_once() {
+    const BIND: [&str; 4] = [
+        "claim-ref-written",
+        "claim-committed",
+        "server-reserved",
+        "boot-configuration-applied",
+    ];
+    const RELEASE: [&str; 2] = ["claim-ref-cleared", "server-released"];
+    let site = Site::new("e2e-reskill").await;
+    let rack = Rack::start(&site, "127.85.6.1", vec![default_group(2)]).await;
+    let mut procs = start_all(&site, &rack, "out-of-band");
+    let all = wait_states(&site, 2, "Available", "Available").await;
+    for s in &all {
+        let api: Api<api::server::Server> = Api::all(site.client.clone());
+        api.patch(
+            &s.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "reclaimPolicy": "Recycle" } })),
+        )
+        .await
+        .expect("recycle");
+    }
+    let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    let resets = |rack: &Rack| (0..2).map(|b| e2e::resets(rack, b)).collect::<Vec<u64>>();
+    let normal = e2e::reservation_args(&site);
+    let kill_at = |at: &str| {
+        let mut a = normal.clone();
+        a.push(format!("--kill-at-step={at}"));
+        a
+    };
+    let mut round = 0;
+    for (at, binding) in BIND
+        .iter()
+        .map(|a| (a, true))
+        .chain(RELEASE.iter().map(|a| (a, false)))
+    {
+        round += 1;
+        let c = format!("c-{round}");
+        let before = resets(&rack);
+        if binding {
+            let r = procs.get_mut("reservation").expect("reservation");
+            r.set_args(kill_at(at));
+            r.restart();
+            claim(&site, &rack, &c, json!({ "matchLabels": site.labels() })).await;
+        } else {
+            claim(&site, &rack, &c, json!({ "matchLabels": site.labels() })).await;
+            bound_server(&site, &c).await;
+            let r = procs.get_mut("reservation").expect("reservation");
+            r.set_args(kill_at(at));
+            r.restart();
+            claims
+                .delete(&c, &DeleteParams::default())
+                .await
+                .expect("delete");
+        }
+        eventually(&format!("reservation killed at {at}"), LONG, async || {
+            (!procs.get_mut("reservation").expect("r").running()).then_some(())
+        })
+        .await;
+        let r = procs.get_mut("reservation").expect("reservation");
+        assert!(r.log_text().contains(&format!("reached {at}; SIGKILL")));
+        r.set_args(normal.clone());
+        r.restart();
+        if binding {
+            let name = bound_server(&site, &c).await;
+            let s = server_by_name(&site, &name).await;
+            let (bmc, sys, _, _) = sim_system(&rack, &s);
+            eventually("booted", LONG, async || {
+                (format!("{:?}", rack.sim.system_state(bmc, &sys).ok()?.power_state) == "On")
+                    .then_some(())
+            })
+            .await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let holders: Vec<String> = servers(&site)
+                .await
+                .into_iter()
+                .filter(|s| {
+                    s.spec
+                        .server_claim_ref
+                        .as_ref()
+                        .is_some_and(|r| r.name == c)
+                })
+                .map(|s| s.name_any())
+                .collect();
+            assert_eq!(
+                holders,
+                vec![name.clone()],
+                "killed at {at}: one server taken"
+            );
+            let after = resets(&rack);
+            for b in 0..2 {
+                let want = before[b] + u64::from(b == bmc);
+                assert_eq!(
+                    after[b], want,
+                    "killed at {at}: one power-on, on the bound server only"
+                );
+            }
+            // Undisturbed release before the next round.
+            claims
+                .delete(&c, &DeleteParams::default())
+                .await
+                .expect("delete");
+            wait_states(&site, 2, "Available", "released").await;
+        } else {
+            eventually(
+                &format!("released after a kill at {at}"),
+                LONG,
+                async || claims.get_opt(&c).await.ok()?.is_none().then_some(()),
+            )
+            .await;
+            let all = wait_states(&site, 2, "Available", "released").await;
+            assert!(
+                all.iter().all(|s| s.spec.server_claim_ref.is_none()),
+                "killed at {at}"
+            );
+            let after = resets(&rack);
+            let spent: u64 = (0..2).map(|b| after[b] - before[b]).sum();
+            assert_eq!(
+                spent, 2,
+                "killed at {at}: one power-on to boot, one power-off to release"
+            );
+        }
+    }
+}
+
 /// Every password and token a run used — the BMC password, the in-band discovery and cleaning
 /// agents' tokens, the boot tokens in the boot server's URLs, every Secret value the
 /// controllers keep — appears in no controller's log at debug level, no Event, no object's
