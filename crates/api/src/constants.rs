@@ -219,6 +219,25 @@ pub mod agent {
     pub fn cleaning_report_name(server: &str) -> String {
         format!("{server}-cleaning-report")
     }
+
+    /// The report JSON under `key` of an agent round, when `report` belongs to the round of
+    /// `secret`: the registry makes each report owned by the token Secret it was posted
+    /// with, so a report left over from an earlier round (an older Secret) never counts.
+    pub fn round_report<'a>(
+        report: &'a k8s_openapi::api::core::v1::ConfigMap,
+        secret: &k8s_openapi::api::core::v1::Secret,
+        key: &str,
+    ) -> Option<&'a str> {
+        let uid = secret.metadata.uid.as_ref()?;
+        let owned = report
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|r| &r.uid == uid));
+        owned
+            .then(|| report.data.as_ref()?.get(key).map(String::as_str))
+            .flatten()
+    }
 }
 
 closed_enum! {
@@ -692,5 +711,45 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), finalizers::ALL.len());
+    }
+
+    #[test]
+    fn a_report_counts_only_for_the_secret_it_was_posted_with() {
+        use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let secret = |uid: &str| Secret {
+            metadata: kube::api::ObjectMeta {
+                uid: Some(uid.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let report = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                owner_references: Some(vec![OwnerReference {
+                    uid: "round-2".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+            data: Some([("r.json".to_string(), "{}".to_string())].into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            agent::round_report(&report, &secret("round-2"), "r.json"),
+            Some("{}")
+        );
+        assert_eq!(
+            agent::round_report(&report, &secret("round-1"), "r.json"),
+            None
+        );
+        assert_eq!(
+            agent::round_report(&report, &secret("round-2"), "other"),
+            None
+        );
+        assert_eq!(
+            agent::round_report(&report, &Secret::default(), "r.json"),
+            None
+        );
     }
 }

@@ -685,17 +685,8 @@ async fn report(
     let Some(cm) = api.get_opt(&report_name(&server.name_any())).await? else {
         return Ok(None);
     };
-    let this_round = cm.metadata.owner_references.as_ref().is_some_and(|o| {
-        o.iter()
-            .any(|r| Some(&r.uid) == secret.metadata.uid.as_ref())
-    });
-    if !this_round {
-        return Ok(None);
-    }
-    let Some(json) = cm.data.as_ref().and_then(|d| d.get(REPORT_KEY)) else {
-        return Ok(None);
-    };
-    Ok(serde_json::from_str(json).ok())
+    Ok(api::constants::agent::round_report(&cm, secret, REPORT_KEY)
+        .and_then(|j| serde_json::from_str(j).ok()))
 }
 
 async fn in_band(ctx: &Ctx, server: &Server, hw: Hardware) -> Result<Action> {

@@ -363,18 +363,10 @@ async fn report(
     else {
         return Ok(None);
     };
-    let this_round = cm.metadata.owner_references.as_ref().is_some_and(|o| {
-        o.iter()
-            .any(|r| Some(&r.uid) == secret.metadata.uid.as_ref())
-    });
-    if !this_round {
-        return Ok(None);
-    }
-    Ok(cm
-        .data
-        .as_ref()
-        .and_then(|d| d.get(CLEANING_REPORT_KEY))
-        .and_then(|j| serde_json::from_str(j).ok()))
+    Ok(
+        api::constants::agent::round_report(&cm, secret, CLEANING_REPORT_KEY)
+            .and_then(|j| serde_json::from_str(j).ok()),
+    )
 }
 
 /// Ends the in-band phase, however the round ended: a server the agent was booted on is
