@@ -1,5 +1,7 @@
 //! Project tasks behind `cargo xtask`: the two README commands (`up`, `test`) and CRD generation.
 
+mod book;
+mod docs;
 mod fuzz;
 mod up;
 
@@ -42,6 +44,19 @@ enum Cmd {
     Crdgen,
     /// Build (or find cached) control-plane binaries and print their directory.
     ControlPlane,
+    /// Regenerate the book's API reference (docs/reference) from the CRDs; `--build` also
+    /// builds the book (installing mdBook into the cache when missing) and checks its links.
+    Docs {
+        /// Only check that the committed reference is up to date (write nothing).
+        #[arg(long)]
+        check: bool,
+        /// Build the book into this directory (default: target/book) and check every link.
+        #[arg(long)]
+        build: bool,
+        /// Output directory of `--build`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn root() -> PathBuf {
@@ -96,6 +111,8 @@ fn crdgen(dir: &Path) -> anyhow::Result<()> {
     // The validation reference is generated from the same cases the apiserver tests run.
     let doc = dir.join("../../../docs/api-validation.md");
     std::fs::write(&doc, api::crds::validation_doc()).context("writing docs/api-validation.md")?;
+    // The book's API reference is generated from the same CRDs.
+    docs::write(&root())?;
     eprintln!("wrote {} CRDs to {}", crds.len(), dir.display());
     Ok(())
 }
@@ -162,6 +179,24 @@ fn main() -> anyhow::Result<()> {
         } => test(no_lint, fuzz_seconds, &cargo_args),
         Cmd::Fuzz { seconds } => fuzz::run(&root(), &target_dir()?, seconds),
         Cmd::Crdgen => crdgen(&root().join("kustomize/base/crd")),
+        Cmd::Docs { check, build, out } => {
+            if check {
+                let stale = docs::stale(&root());
+                if !stale.is_empty() {
+                    bail!("the API reference is out of date, run `cargo xtask docs`: {stale:?}");
+                }
+            } else {
+                docs::write(&root())?;
+            }
+            if build {
+                let out = match out {
+                    Some(out) => out,
+                    None => target_dir()?.join("book"),
+                };
+                book::build_and_check(&root(), &out)?;
+            }
+            Ok(())
+        }
         Cmd::ControlPlane => {
             let b = testenv::Binaries::locate()?;
             println!(
