@@ -1,22 +1,29 @@
-//! `metalctl`: the operator CLI. `metalctl bmc ...` talks to one BMC directly over Redfish (through
-//! the same client the controllers use), to inspect what discovery would record and to do the manual
-//! power and boot operations.
+//! `metalctl`: the operator CLI, also a kubectl plugin (installed as `kubectl-metal`, it runs as
+//! `kubectl metal ...`). `metalctl bmc ...` talks to one BMC directly over Redfish; the fleet
+//! commands (`server`, `maintenance`, `console`, `visualizer`) go through the Kubernetes API of
+//! the current kubeconfig; `crds` prints the CustomResourceDefinitions.
 
-use std::path::PathBuf;
+mod bmc;
+mod console;
+mod fleet;
+mod patch;
+mod rack;
+mod view;
+mod visualizer;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use redfish::models::{BootSource, PowerState};
-use redfish::{
-    BmcEndpoint, BootOverride, Client, ClientOptions, Credentials, PowerAction, PowerOutcome,
-    SystemInventory,
-};
+use anyhow::Result;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
-/// Operator CLI for bare-metal servers managed through Redfish.
+/// Operator CLI for bare-metal servers: the fleet through Kubernetes, one BMC through Redfish.
 #[derive(Parser)]
 #[command(name = "metalctl", version, about)]
 struct Cli {
+    #[command(flatten)]
+    kube: fleet::KubeArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,342 +32,194 @@ struct Cli {
 enum Command {
     /// Talk to a BMC directly.
     #[command(subcommand)]
-    Bmc(BmcCommand),
+    Bmc(bmc::BmcCommand),
+    /// List and operate Servers.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Operate ServerMaintenances.
+    #[command(subcommand)]
+    Maintenance(MaintenanceCommand),
+    /// Show the console a server's BMC offers and how to open it (credentials are not printed).
+    Console {
+        /// Server name.
+        server: String,
+        /// PEM CA bundle for BMCs whose BMCSecret has no `ca.crt`.
+        #[arg(long, env = "METAL_BMC_CA_FILE")]
+        bmc_ca_file: Option<PathBuf>,
+        /// Deadline of the BMC requests, in seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Print the CustomResourceDefinitions (the YAML under kustomize/base/crd).
+    Crds,
+    /// Serve a live web page of the fleet by rack.
+    Visualizer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        listen: SocketAddr,
+        /// Only servers matching this label selector.
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
-enum BmcCommand {
-    /// Print the inventory discovery would record for every system (or one) behind the BMC.
-    Inspect {
-        #[command(flatten)]
-        conn: Connection,
+enum ServerCommand {
+    /// List servers: state, power, claim, health, cordon and park.
+    List {
+        /// Label selector, e.g. `metadata.metal.ironcore.dev/rack=r1`.
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// Change the power of a system.
-    Power {
-        /// What to do.
-        #[arg(value_enum)]
-        action: PowerArg,
-        #[command(flatten)]
-        conn: Connection,
-        /// Wait until the system reports the resulting power state (seconds, 0 = don't wait).
-        #[arg(long, default_value_t = 0)]
-        wait: u64,
+    /// Keep new claims away from a server (`spec.unclaimable: true`); a bound claim stays.
+    Cordon {
+        /// Server name.
+        name: String,
     },
-    /// Set a boot override (next boot only, or every boot with --continuous).
-    Boot {
-        /// Boot device.
-        #[arg(value_enum)]
-        target: BootArg,
-        #[command(flatten)]
-        conn: Connection,
-        /// Keep the override for every boot.
-        #[arg(long)]
-        continuous: bool,
+    /// Let claims bind to a cordoned server again.
+    Uncordon {
+        /// Server name.
+        name: String,
+    },
+    /// Take a server out of the claim lifecycle and power it off (when Available or Reserved).
+    Park {
+        /// Server name.
+        name: String,
+    },
+    /// Return a parked server to the claim lifecycle.
+    Unpark {
+        /// Server name.
+        name: String,
     },
 }
 
-#[derive(Args)]
-struct Connection {
-    /// BMC address, e.g. https://10.0.0.10 (a bare address means HTTPS).
-    address: String,
-    /// BMC user name.
-    #[arg(short, long, env = "METAL_BMC_USERNAME")]
-    username: String,
-    /// File holding the BMC password (never pass passwords on the command line).
-    #[arg(long)]
-    password_file: PathBuf,
-    /// PEM file with the CA certificate(s) that signed the BMC's certificate.
-    #[arg(long, conflicts_with = "insecure")]
-    ca_file: Option<PathBuf>,
-    /// Do not verify the BMC's TLS certificate.
-    #[arg(long)]
-    insecure: bool,
-    /// Only this system (`@odata.id`, e.g. /redfish/v1/Systems/1); default: all (inspect) or the only
-    /// one (power, boot).
-    #[arg(long)]
-    system: Option<String>,
-    /// Deadline of each operation, in seconds.
-    #[arg(long, default_value_t = 120)]
-    timeout: u64,
+#[derive(Subcommand)]
+enum MaintenanceCommand {
+    /// Approve a ServerMaintenance as the owner of the claimed server (labels the claim).
+    Approve {
+        /// ServerMaintenance name.
+        name: String,
+        /// Namespace of the ServerMaintenance (default: the kubeconfig context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
 }
 
+/// Output format of listings.
 #[derive(Clone, Copy, ValueEnum)]
-enum Output {
+pub enum Output {
+    /// Aligned columns.
     Table,
+    /// YAML.
     Yaml,
+    /// JSON.
     Json,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum PowerArg {
-    On,
-    Off,
-    ForceOff,
-    Restart,
-    ForceRestart,
-    Cycle,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum BootArg {
-    Pxe,
-    Cd,
-    Hdd,
-    UefiHttp,
-}
-
-impl Connection {
-    fn client(&self) -> Result<Client> {
-        let password = std::fs::read_to_string(&self.password_file)
-            .with_context(|| format!("reading password file {}", self.password_file.display()))?;
-        let password = password.trim_end_matches(['\r', '\n']).to_owned();
-        let mut endpoint = BmcEndpoint::parse(&self.address)?;
-        if let Some(ca) = &self.ca_file {
-            let pem =
-                std::fs::read(ca).with_context(|| format!("reading CA file {}", ca.display()))?;
-            endpoint = endpoint.with_ca_bundle_pem(&pem)?;
-        } else if self.insecure {
-            endpoint = endpoint.insecure();
-        }
-        let opts = ClientOptions {
-            operation_timeout: Duration::from_secs(self.timeout),
-            ..ClientOptions::default()
-        };
-        Ok(Client::new(
-            endpoint,
-            Credentials::new(self.username.clone(), password),
-            opts,
-        )?)
-    }
-
-    async fn single_system(&self, client: &Client) -> Result<String> {
-        if let Some(s) = &self.system {
-            return Ok(s.clone());
-        }
-        let systems = client.systems().await?;
-        match systems.as_slice() {
-            [one] => Ok(one.odata_id.clone()),
-            [] => bail!("the BMC exposes no system"),
-            many => bail!(
-                "the BMC exposes {} systems, choose one with --system: {}",
-                many.len(),
-                many.iter()
-                    .map(|s| s.odata_id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }
+/// The name to show in usage: `kubectl metal` when run as the plugin binary `kubectl-metal`.
+fn display_name(argv0: &str) -> &'static str {
+    let file = Path::new(argv0)
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or_default();
+    if file.starts_with("kubectl-metal") {
+        "kubectl metal"
+    } else {
+        "metalctl"
     }
 }
 
-fn opt(v: &Option<String>) -> &str {
-    v.as_deref().unwrap_or("-")
-}
-
-fn gib(bytes: Option<u64>) -> String {
-    bytes
-        .map(|b| format!("{:.1} GB", b as f64 / 1e9))
-        .unwrap_or_else(|| "-".into())
-}
-
-fn print_table(inv: &SystemInventory) {
-    let row = |k: &str, v: &str| println!("{k:<18} {v}");
-    row("System", &inv.odata_id);
-    row("Manufacturer", opt(&inv.manufacturer));
-    row("Model", opt(&inv.model));
-    row("Serial", opt(&inv.serial_number));
-    row("SKU", opt(&inv.sku));
-    row("UUID", opt(&inv.uuid));
-    row(
-        "Power",
-        &inv.power_state
-            .as_ref()
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "-".into()),
-    );
-    row(
-        "Health",
-        &inv.health
-            .as_ref()
-            .map(|h| h.to_string())
-            .unwrap_or_else(|| "-".into()),
-    );
-    row("BIOS version", opt(&inv.bios_version));
-    row("BMC firmware", opt(&inv.bmc_firmware_version));
-    row("Vendor", inv.vendor.as_str());
-    row("CPUs", &inv.cpu_count.to_string());
-    for p in &inv.processors {
-        println!(
-            "  {:<16} {:<6} {} ({} cores, {} threads)",
-            opt(&p.id),
-            p.processor_type
-                .as_ref()
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-            opt(&p.model),
-            p.total_cores
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "-".into()),
-            p.total_threads
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "-".into()),
-        );
+fn print_output<T: serde::Serialize>(output: Output, value: &T, table: impl FnOnce() -> String) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("listing serializes")
+        ),
+        Output::Yaml => print!(
+            "{}",
+            serde_yaml::to_string(value).expect("listing serializes")
+        ),
+        Output::Table => print!("{}", table()),
     }
-    row(
-        "Memory",
-        &inv.total_memory_gib
-            .map(|m| format!("{m} GiB"))
-            .unwrap_or_else(|| "-".into()),
-    );
-    row("DIMMs", &inv.dimms.len().to_string());
-    for d in &inv.dimms {
-        println!(
-            "  {:<16} {:<14} {:>10} {}",
-            opt(&d.id),
-            opt(&d.device_locator),
-            d.capacity_mib
-                .map(|c| format!("{c} MiB"))
-                .unwrap_or_else(|| "-".into()),
-            opt(&d.memory_device_type)
-        );
-    }
-    row("Storage", &inv.storages.len().to_string());
-    for s in &inv.storages {
-        println!(
-            "  {} ({:?}, {} drives, {} volumes)",
-            opt(&s.id),
-            s.source,
-            s.drives.len(),
-            s.volumes.len()
-        );
-        for d in &s.drives {
-            let id =
-                d.id.as_ref()
-                    .or(d.name.as_ref())
-                    .map(String::as_str)
-                    .unwrap_or("-");
-            println!(
-                "    {:<36} {:>10} {} {}",
-                id,
-                gib(d.capacity_bytes),
-                opt(&d.model),
-                opt(&d.serial_number)
-            );
-        }
-    }
-    row("NICs", &inv.nics.len().to_string());
-    for n in &inv.nics {
-        println!(
-            "  {:<24} {:<18} {}",
-            opt(&n.id),
-            opt(&n.mac_address),
-            n.link_status
-                .as_ref()
-                .map(|l| l.to_string())
-                .unwrap_or_else(|| "-".into())
-        );
-    }
-    row("Requests", &inv.requests.to_string());
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let Command::Bmc(cmd) = cli.command;
-    match cmd {
-        BmcCommand::Inspect { conn, output } => {
-            let client = conn.client()?;
-            let systems = match &conn.system {
-                Some(s) => vec![s.clone()],
-                None => client
-                    .systems()
-                    .await?
-                    .into_iter()
-                    .map(|s| s.odata_id)
-                    .collect(),
-            };
-            let mut inventories = Vec::with_capacity(systems.len());
-            for s in &systems {
-                inventories.push(client.inventory(s).await?);
+    match cli.command {
+        Command::Bmc(cmd) => bmc::run(cmd).await,
+        Command::Crds => {
+            for crd in api::crds::all() {
+                print!("{}", api::crds::render_yaml(&crd));
             }
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&inventories)?),
-                Output::Yaml => print!("{}", serde_yaml::to_string(&inventories)?),
-                Output::Table => {
-                    for (i, inv) in inventories.iter().enumerate() {
-                        if i > 0 {
-                            println!();
+            Ok(())
+        }
+        Command::Server(cmd) => {
+            let client = cli.kube.client().await?;
+            let msg = match cmd {
+                ServerCommand::List { selector, output } => {
+                    let views = fleet::list(&client, selector.as_deref()).await?;
+                    print_output(output, &views, || {
+                        let rows: Vec<Vec<String>> = views.iter().map(view::row).collect();
+                        if rows.is_empty() {
+                            "No servers found.\n".to_string()
+                        } else {
+                            view::render_table(&view::HEADERS, &rows)
                         }
-                        print_table(inv);
-                    }
+                    });
+                    return Ok(());
                 }
-            }
-            let _ = client.logout().await;
-        }
-        BmcCommand::Power { action, conn, wait } => {
-            let client = conn.client()?;
-            let system = conn.single_system(&client).await?;
-            let (action, expect) = match action {
-                PowerArg::On => (PowerAction::On, PowerState::On),
-                PowerArg::Off => (PowerAction::GracefulOff, PowerState::Off),
-                PowerArg::ForceOff => (PowerAction::ForceOff, PowerState::Off),
-                PowerArg::Restart => (PowerAction::GracefulRestart, PowerState::On),
-                PowerArg::ForceRestart => (PowerAction::ForceRestart, PowerState::On),
-                PowerArg::Cycle => (PowerAction::PowerCycle, PowerState::On),
+                ServerCommand::Cordon { name } => fleet::cordon(&client, &name, true).await?,
+                ServerCommand::Uncordon { name } => fleet::cordon(&client, &name, false).await?,
+                ServerCommand::Park { name } => fleet::park(&client, &name, true).await?,
+                ServerCommand::Unpark { name } => fleet::park(&client, &name, false).await?,
             };
-            match client.power(&system, action).await? {
-                PowerOutcome::AlreadyInState(s) => println!("{system}: already {s}, nothing sent"),
-                PowerOutcome::Issued(rt) => println!("{system}: {rt} issued"),
-            }
-            if wait > 0 {
-                client
-                    .wait_for_power_state(&system, expect.clone(), Duration::from_secs(wait))
-                    .await?;
-                println!("{system}: {expect}");
-            }
-            let _ = client.logout().await;
+            println!("{msg}");
+            Ok(())
         }
-        BmcCommand::Boot {
-            target,
-            conn,
-            continuous,
+        Command::Maintenance(MaintenanceCommand::Approve { name, namespace }) => {
+            let client = cli.kube.client().await?;
+            let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+            println!("{}", fleet::approve(&client, &ns, &name).await?);
+            Ok(())
+        }
+        Command::Console {
+            server,
+            bmc_ca_file,
+            timeout,
         } => {
-            let client = conn.client()?;
-            let system = conn.single_system(&client).await?;
-            let target = match target {
-                BootArg::Pxe => BootSource::Pxe,
-                BootArg::Cd => BootSource::Cd,
-                BootArg::Hdd => BootSource::Hdd,
-                BootArg::UefiHttp => BootSource::UefiHttp,
-            };
-            let mode = if continuous {
-                BootOverride::Continuous
-            } else {
-                BootOverride::Once
-            };
-            let how = if continuous {
-                "every boot"
-            } else {
-                "next boot"
-            };
-            if client
-                .set_boot_override(&system, target.clone(), mode)
-                .await?
-            {
-                println!("{system}: boot from {target} ({how}) set");
-            } else {
-                println!("{system}: boot from {target} ({how}) already set, nothing sent");
-            }
-            let _ = client.logout().await;
+            let client = cli.kube.client().await?;
+            let text = fleet::console(
+                &client,
+                &server,
+                bmc_ca_file.as_deref(),
+                Duration::from_secs(timeout),
+            )
+            .await?;
+            print!("{text}");
+            Ok(())
+        }
+        Command::Visualizer { listen, selector } => {
+            let client = cli.kube.client().await?;
+            visualizer::serve(client, listen, selector).await
         }
     }
-    Ok(())
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    let argv0 = std::env::args().next().unwrap_or_default();
+    let matches = Cli::command()
+        .name(display_name(&argv0))
+        .bin_name(display_name(&argv0))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // The visualizer serves connections concurrently; the other commands are sequential.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {
@@ -377,5 +236,26 @@ fn main() {
             .unwrap_or_default();
         eprintln!("error{class}: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_name_from_argv0() {
+        assert_eq!(
+            display_name("/usr/local/bin/kubectl-metal"),
+            "kubectl metal"
+        );
+        assert_eq!(display_name("kubectl-metal"), "kubectl metal");
+        assert_eq!(display_name("./target/debug/metalctl"), "metalctl");
+        assert_eq!(display_name(""), "metalctl");
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
     }
 }
