@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use api::bmc::BMC;
 use api::bmcsecret::BMCSecret;
+use api::common::ServerMaintenancePolicy;
 use api::constants::Operation;
 use api::endpoint::Endpoint;
 use api::server::{Server, ServerState};
@@ -158,6 +159,11 @@ pub async fn approve(client: &kube::Client, namespace: &str, name: &str) -> Resu
         .await
         .with_context(|| format!("reading servermaintenance {namespace}/{name}"))?
         .ok_or_else(|| anyhow!("servermaintenance {namespace}/{name} not found"))?;
+    if sm.spec.policy == Some(ServerMaintenancePolicy::Enforced) {
+        return Ok(format!(
+            "servermaintenance {namespace}/{name} has policy Enforced: it needs no approval"
+        ));
+    }
     let server_name = &sm.spec.server_ref.name;
     let server = get_server(client, server_name).await?;
     let Some(claim) = server.spec.server_claim_ref else {

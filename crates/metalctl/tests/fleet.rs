@@ -433,7 +433,11 @@ async fn maintenance_approve_labels_the_claim_of_the_maintained_server() {
         .unwrap();
     let sms: Api<api::servermaintenance::ServerMaintenance> =
         Api::namespaced(client.clone(), &ns.name);
-    for (sm, target) in [("m1", name.as_str()), ("m2", "")] {
+    for (sm, target, policy) in [
+        ("m1", name.as_str(), "OwnerApproval"),
+        ("m2", "", "OwnerApproval"),
+        ("m3", name.as_str(), "Enforced"),
+    ] {
         let target = if target.is_empty() {
             let free = format!("{g}-free");
             bare(&client, &free, &g, json!({ "state": "Available" })).await;
@@ -446,7 +450,7 @@ async fn maintenance_approve_labels_the_claim_of_the_maintained_server() {
             &serde_json::from_value(json!({
                 "apiVersion": api::API_VERSION, "kind": "ServerMaintenance",
                 "metadata": { "name": sm, "namespace": ns.name },
-                "spec": { "policy": "OwnerApproval", "serverRef": { "name": target } },
+                "spec": { "policy": policy, "serverRef": { "name": target } },
             }))
             .unwrap(),
         )
@@ -478,6 +482,8 @@ async fn maintenance_approve_labels_the_claim_of_the_maintained_server() {
     );
     assert_eq!(after.spec, before.spec);
 
+    let out = ok(&metalctl(&["maintenance", "approve", "m3", "-n", &ns.name]).await);
+    assert!(out.contains("needs no approval"), "{out}");
     let err = failed(&metalctl(&["maintenance", "approve", "m2", "-n", &ns.name]).await);
     assert!(err.contains("is not claimed"), "{err}");
     let err = failed(&metalctl(&["maintenance", "approve", "nope", "-n", &ns.name]).await);
