@@ -231,22 +231,20 @@ pub fn render_kind(crd: &Value) -> String {
     for (title, what, rows) in sections {
         let _ = write!(
             out,
-            "\n## {title}\n\n{what}\n\n| Field | Type | Required | Default | Description |\n|---|---|---|---|---|\n"
+            "\n## {title}\n\n{what}\n\n<div class=\"fields\">\n\n| Field | Type | Description |\n|---|---|---|\n"
         );
         for r in &rows {
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} | {} | {} |",
-                r.path,
-                r.ty,
-                if r.required { "yes" } else { "" },
-                r.default
-                    .as_ref()
-                    .map(|d| format!("`{}`", d.replace('|', "\\|")))
-                    .unwrap_or_default(),
-                r.description
-            );
+            let mut description = String::new();
+            if r.required {
+                description.push_str("**Required.** ");
+            }
+            description.push_str(&r.description);
+            if let Some(d) = &r.default {
+                let _ = write!(description, " Default: `{}`.", d.replace('|', "\\|"));
+            }
+            let _ = writeln!(out, "| `{}` | {} | {} |", r.path, r.ty, description.trim());
         }
+        out.push_str("\n</div>\n");
     }
     let mut rules = Vec::new();
     collect_rules("", root, &mut rules);
@@ -566,26 +564,25 @@ mod tests {
         assert!(page.contains("| State | string | `.status.state` |"));
         assert!(
             page.contains(
-                "| `spec.power` | string | yes | `\"Off\"` | Desired power of the &lt;server&gt;. One of: `On`, `Off`. |"
+                "| `spec.power` | string | **Required.** Desired power of the &lt;server&gt;. One of: `On`, `Off`. Default: `\"Off\"`. |"
             ),
             "{page}"
         );
+        assert!(page.contains("| `spec.ports` | []object |  |"), "{page}");
         assert!(
-            page.contains("| `spec.ports` | []object |  |  |  |"),
-            "{page}"
+            page.contains("| `spec.ports[].port` | integer (int32) | **Required.** Minimum: 1. |")
         );
-        assert!(page.contains("| `spec.ports[].port` | integer (int32) | yes |  | Minimum: 1. |"));
         assert!(page.contains("| `spec.labels` | map[string]string |"));
         // `<` inside a code span stays literal; atomic references are marked.
         assert!(page.contains("Name of `<obj>`."), "{page}");
-        assert!(page.contains("| `spec.ref` | object |  |  | Replaced as a whole (atomic). |"));
+        assert!(page.contains("| `spec.ref` | object | Replaced as a whole (atomic). |"));
         assert!(page.contains("| `status.state` | string |"));
         assert!(
             !page.contains("apiVersion"),
             "root metadata fields are not listed"
         );
         assert!(page.contains("## Fields"), "{page}");
-        assert!(page.contains("| `immutable` | boolean |  |  | Top-level data. |"));
+        assert!(page.contains("| `immutable` | boolean | Top-level data. |"));
     }
 
     #[test]
