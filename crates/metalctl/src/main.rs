@@ -132,35 +132,44 @@ fn display_name(argv0: &str) -> &'static str {
     }
 }
 
-fn print_output<T: serde::Serialize>(output: Output, value: &T, table: impl FnOnce() -> String) {
-    match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(value).expect("listing serializes")
-        ),
-        Output::Yaml => print!(
-            "{}",
-            serde_yaml::to_string(value).expect("listing serializes")
-        ),
-        Output::Table => print!("{}", table()),
+/// Writes to stdout; a closed pipe (`metalctl crds | head`) ends the program quietly.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        r => Ok(r?),
     }
+}
+
+fn print_output<T: serde::Serialize>(
+    output: Output,
+    value: &T,
+    table: impl FnOnce() -> String,
+) -> Result<()> {
+    emit(&match output {
+        Output::Json => format!("{}\n", serde_json::to_string_pretty(value)?),
+        Output::Yaml => serde_yaml::to_string(value)?,
+        Output::Table => table(),
+    })
 }
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Bmc(cmd) => bmc::run(cmd).await,
         Command::Crds => {
-            for crd in api::crds::all() {
-                print!("{}", api::crds::render_yaml(&crd));
-            }
-            Ok(())
+            let all: String = api::crds::all()
+                .iter()
+                .map(api::crds::render_yaml)
+                .collect();
+            emit(&all)
         }
         Command::Server(cmd) => {
             let client = cli.kube.client().await?;
             let msg = match cmd {
                 ServerCommand::List { selector, output } => {
                     let views = fleet::list(&client, selector.as_deref()).await?;
-                    print_output(output, &views, || {
+                    return print_output(output, &views, || {
                         let rows: Vec<Vec<String>> = views.iter().map(view::row).collect();
                         if rows.is_empty() {
                             "No servers found.\n".to_string()
@@ -168,21 +177,18 @@ async fn run(cli: Cli) -> Result<()> {
                             view::render_table(&view::HEADERS, &rows)
                         }
                     });
-                    return Ok(());
                 }
                 ServerCommand::Cordon { name } => fleet::cordon(&client, &name, true).await?,
                 ServerCommand::Uncordon { name } => fleet::cordon(&client, &name, false).await?,
                 ServerCommand::Park { name } => fleet::park(&client, &name, true).await?,
                 ServerCommand::Unpark { name } => fleet::park(&client, &name, false).await?,
             };
-            println!("{msg}");
-            Ok(())
+            emit(&format!("{msg}\n"))
         }
         Command::Maintenance(MaintenanceCommand::Approve { name, namespace }) => {
             let client = cli.kube.client().await?;
             let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-            println!("{}", fleet::approve(&client, &ns, &name).await?);
-            Ok(())
+            emit(&format!("{}\n", fleet::approve(&client, &ns, &name).await?))
         }
         Command::Console {
             server,
@@ -197,8 +203,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Duration::from_secs(timeout),
             )
             .await?;
-            print!("{text}");
-            Ok(())
+            emit(&text)
         }
         Command::Visualizer { listen, selector } => {
             let client = cli.kube.client().await?;
