@@ -636,6 +636,27 @@ async fn console_prints_the_offer_and_no_password() {
     );
     println!("{out}");
 
+    // A server with its BMC inline (spec.bmc) instead of a BMC object.
+    let inline = format!("{g}-inline");
+    server(
+        &client,
+        &inline,
+        &g,
+        json!({}),
+        json!({ "systemURI": bmcs[0].systems[0].path,
+                "bmc": { "address": host, "bmcSecretRef": { "name": format!("{g}-0") },
+                         "protocol": { "name": "Redfish", "port": bmcs[0].port, "scheme": "https" } } }),
+        json!({ "state": "Available" }),
+    )
+    .await;
+    let out = ok(&metalctl(&["console", &inline]).await);
+    assert!(
+        out.contains(&format!("Consoles of server {inline} (BMC {inline})"))
+            && out.contains("Manager GraphicalConsole: KVMIP"),
+        "{out}"
+    );
+    assert!(!out.contains(&bmcs[0].password));
+
     let o = metalctl(&["console", &without]).await;
     let err = failed(&o);
     assert!(
