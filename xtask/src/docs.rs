@@ -26,16 +26,7 @@ pub fn pages() -> Vec<Page> {
         .iter()
         .map(|c| serde_json::to_value(c).expect("CRD serializes"))
         .collect();
-    let transitions: Vec<(String, String, String)> = api::state::transitions()
-        .into_iter()
-        .map(|(from, to, owner)| {
-            (
-                from.map_or_else(|| "(none)".to_owned(), |s| s.to_string()),
-                to.to_string(),
-                owner.field_manager().to_owned(),
-            )
-        })
-        .collect();
+    let transitions = transitions();
     let side_effects: Vec<(String, String)> = api::server::ServerState::ALL
         .iter()
         .map(|s| {
@@ -46,6 +37,32 @@ pub fn pages() -> Vec<Page> {
         })
         .collect();
     render_pages(&crds, &transitions, &side_effects)
+}
+
+/// Every transition of `api::state` as (from, to, field manager of its writer).
+fn transitions() -> Vec<(String, String, String)> {
+    api::state::transitions()
+        .into_iter()
+        .map(|(from, to, owner)| {
+            (
+                from.map_or_else(|| "(none)".to_owned(), |s| s.to_string()),
+                to.to_string(),
+                owner.field_manager().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The line that the hand-drawn state machine (`docs/concepts/state-machine.md`) carries to
+/// say which transitions it was drawn from; a test fails when the code has others, so the
+/// drawing is redrawn rather than left stale.
+#[cfg(test)]
+fn drawn_from(transitions: &[(String, String, String)]) -> String {
+    let list: Vec<String> = transitions
+        .iter()
+        .map(|(from, to, owner)| format!("{from}>{to}:{}", owner.trim_start_matches("metal-")))
+        .collect();
+    format!("<!-- drawn from api::state: {} -->", list.join(" "))
 }
 
 /// Renders the whole reference from CRDs (as JSON) and the state machine's tables.
@@ -617,6 +634,36 @@ mod tests {
         );
         assert!(page.contains("| (none) | Initial | `metal-discovery` |"));
         assert!(page.contains("| Initial | `metal-discovery` |"));
+    }
+
+    #[test]
+    fn drawn_from_lists_each_transition_with_its_writer() {
+        let line = drawn_from(&[
+            ("(none)".into(), "Initial".into(), "metal-discovery".into()),
+            (
+                "Available".into(),
+                "Reserved".into(),
+                "metal-reservation".into(),
+            ),
+        ]);
+        assert_eq!(
+            line,
+            "<!-- drawn from api::state: (none)>Initial:discovery Available>Reserved:reservation -->"
+        );
+    }
+
+    /// The drawings of the state machine were made from the transitions the code has.
+    #[test]
+    fn state_machine_drawing_matches_the_code() {
+        let page =
+            std::fs::read_to_string(testenv::repo_root().join("docs/concepts/state-machine.md"))
+                .unwrap();
+        let expected = drawn_from(&transitions());
+        assert!(
+            page.lines().any(|l| l == expected),
+            "api::state has other transitions than docs/concepts/state-machine.md was drawn from:\n\
+             redraw it and replace its `<!-- drawn from ... -->` line with\n{expected}"
+        );
     }
 
     /// The committed reference matches the CRDs (like the crdgen check of the YAML).
