@@ -357,6 +357,10 @@ pub mod condition_types {
     /// round (False `BootRequested` recorded before it is sent, True `Booted` once the boot
     /// server handed out its script).
     pub const CLEANING_AGENT_BOOT: &str = "CleaningAgentBoot";
+    /// BMCUser (our addition, owner discovery): the candidate credentials' write to the BMC
+    /// account (False `CredentialsWriteRequested` recorded before the request, True
+    /// `AccountReady` once verified), so a restart verifies a write instead of repeating it.
+    pub const CREDENTIALS_WRITTEN: &str = "CredentialsWritten";
     /// Server (our addition): a network boot the boot server answers. Opened (`True`
     /// `BootWindowOpen`) by whoever records the network-boot power-on (discovery for the
     /// discovery boot, provisioning for claims and resets), in the same write; closed (`False`
@@ -428,6 +432,9 @@ pub mod reasons {
     pub const ACCOUNT_READY: &str = "AccountReady";
     /// BMCUser Ready=False: the BMC rejected the candidate credentials; they were not promoted.
     pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
+    /// BMCUser CredentialsWritten=False: the candidate credentials are being written to the
+    /// BMC account.
+    pub const CREDENTIALS_WRITE_REQUESTED: &str = "CredentialsWriteRequested";
 
     /// ServerClaim Bound=True: the claim is bound to a server.
     pub const BOUND: &str = "Bound";
@@ -572,6 +579,7 @@ pub mod reasons {
         INVALID_CONFIGURATION,
         ACCOUNT_READY,
         CREDENTIALS_REJECTED,
+        CREDENTIALS_WRITE_REQUESTED,
         BOUND,
         NO_MATCHING_SERVER,
         ALL_MATCHING_SERVERS_TAKEN,

@@ -15,8 +15,9 @@
 //!    it to the registry with the token the ignition writes to `/etc/metal/probe-token`.
 //!
 //! Everything it fetched is recorded per system ([`NetbootRecord`], in
-//! [`crate::SystemState::netboot`]). Plain `http://` only (like a boot server on a provisioning
-//! network); addresses: the first NIC gets `10.a.b.c` for BMC `127.a.b.c`, every NIC an IPv6
+//! [`crate::SystemState::netboot`]). Plain `http://`, and `https://` once the firmware trusts a
+//! CA ([`NetbootFirmware::trusting`], as iPXE built with `TRUST=` does; the booted probe trusts
+//! the CA its ignition writes to `/etc/metal/registry-ca.pem`); addresses: the first NIC gets `10.a.b.c` for BMC `127.a.b.c`, every NIC an IPv6
 //! `fd00::a:b:c:<n>` unique per system.
 
 use std::collections::HashMap;
@@ -53,6 +54,8 @@ type Records = HashMap<(usize, String), Vec<NetbootRecord>>;
 pub struct NetbootFirmware {
     records: Arc<Mutex<Records>>,
     probe_attempts: u32,
+    /// TLS client settings trusting the CA given to [`NetbootFirmware::trusting`].
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for NetbootFirmware {
@@ -67,7 +70,32 @@ impl NetbootFirmware {
         Self {
             records: Arc::default(),
             probe_attempts: 3,
+            tls: None,
         }
+    }
+
+    /// The firmware with `ca_pem` built in: it then fetches `https://` boot scripts and
+    /// ignition from servers whose certificates that CA signed (and refuses any other).
+    pub fn trusting(mut self, ca_pem: &str) -> Result<Self, String> {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots
+                .add(cert.map_err(|e| format!("CA bundle: {e}"))?)
+                .map_err(|e| format!("CA bundle: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("CA bundle: no certificate".into());
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        self.tls = Some(Arc::new(cfg));
+        Ok(self)
     }
 
     /// The records of one system.
@@ -122,7 +150,7 @@ impl NetbootFirmware {
         let mut caller: Option<(String, String)> = None;
         let mut outcome = None;
         for _ in 0..MAX_FETCHES {
-            let (fetch, body) = get(&url).await;
+            let (fetch, body) = get(&url, self.tls.as_ref()).await;
             let ok = fetch.status == 200;
             rec.fetches.push(fetch);
             self.store(&key, index, &rec);
@@ -179,7 +207,7 @@ impl NetbootFirmware {
                 if attempt > 0 {
                     tokio::time::sleep(IGNITION_RETRY).await;
                 }
-                let (fetch, body) = get(ign_url).await;
+                let (fetch, body) = get(ign_url, self.tls.as_ref()).await;
                 let ok = fetch.status == 200;
                 if ok {
                     rec.ignition = Some(String::from_utf8_lossy(&body).into_owned());
@@ -209,6 +237,10 @@ impl NetbootFirmware {
                     Some(token) => {
                         let opts = metal_probe::PostOptions {
                             max_attempts: self.probe_attempts,
+                            ca_pem: rec.ignition.as_deref().and_then(|i| {
+                                file_from_ignition(i, metal_probe::ignition::CA_PATH)
+                                    .map(String::into_bytes)
+                            }),
                             ..Default::default()
                         };
                         let wipe = rec
@@ -484,11 +516,16 @@ pub fn kernel_args(cmdline: &str) -> HashMap<String, String> {
 
 /// The probe token the discovery ignition writes to `/etc/metal/probe-token` (pure).
 pub fn token_from_ignition(ignition: &str) -> Option<String> {
+    file_from_ignition(ignition, metal_probe::ignition::TOKEN_PATH).map(|s| s.trim().to_string())
+}
+
+/// The contents of the file an ignition writes to `path` from a `data:` URL (pure).
+pub fn file_from_ignition(ignition: &str, path: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(ignition).ok()?;
     let source = v["storage"]["files"]
         .as_array()?
         .iter()
-        .find(|f| f["path"] == "/etc/metal/probe-token")?["contents"]["source"]
+        .find(|f| f["path"] == path)?["contents"]["source"]
         .as_str()?
         .to_string();
     let (meta, data) = source.strip_prefix("data:")?.split_once(',')?;
@@ -497,9 +534,9 @@ pub fn token_from_ignition(ignition: &str) -> Option<String> {
         let b = base64::engine::general_purpose::STANDARD
             .decode(data)
             .ok()?;
-        return String::from_utf8(b).ok().map(|s| s.trim().to_string());
+        return String::from_utf8(b).ok();
     }
-    Some(percent_decode(data).trim().to_string())
+    Some(percent_decode(data))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -595,8 +632,9 @@ fn resolve(base: &str, next: &str) -> String {
         .unwrap_or_else(|_| next.to_string())
 }
 
-/// A plain-HTTP GET (the whole body, capped), recorded as a [`Fetch`].
-async fn get(url: &str) -> (Fetch, Bytes) {
+/// A GET (the whole body, capped), recorded as a [`Fetch`]: plain HTTP, or HTTPS verified
+/// against `tls`'s roots when the firmware trusts a CA.
+async fn get(url: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> (Fetch, Bytes) {
     let fail = |e: String| {
         (
             Fetch {
@@ -607,11 +645,15 @@ async fn get(url: &str) -> (Fetch, Bytes) {
             Bytes::new(),
         )
     };
-    let parsed = match url::Url::parse(url) {
-        Ok(u) if u.scheme() == "http" => u,
+    let (parsed, tls) = match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "http" => (u, None),
+        Ok(u) if u.scheme() == "https" => match tls {
+            Some(t) => (u, Some(t.clone())),
+            None => return fail("https needs a trusted CA built into the firmware".into()),
+        },
         Ok(u) => {
             return fail(format!(
-                "the simulated firmware speaks http only, not {}",
+                "the simulated firmware speaks http and https, not {}",
                 u.scheme()
             ));
         }
@@ -625,28 +667,30 @@ async fn get(url: &str) -> (Fetch, Bytes) {
         path.push_str(q);
     }
     let fut = async {
-        let tcp = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let tcp = TcpStream::connect((bare.as_str(), port))
             .await
             .map_err(|e| e.to_string())?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
         let req = Request::get(path)
             .header(http::header::HOST, format!("{host}:{port}"))
             .header(http::header::USER_AGENT, "iPXE/1.21 (metal-bmc-sim)")
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), BODY_LIMIT)
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok::<_, String>((status, body))
+        match tls {
+            Some(cfg) => {
+                let name =
+                    rustls::pki_types::ServerName::try_from(bare).map_err(|e| e.to_string())?;
+                let stream = tokio_rustls::TlsConnector::from(cfg)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                exchange(stream, req).await
+            }
+            None => exchange(tcp, req).await,
+        }
     };
     match tokio::time::timeout(Duration::from_secs(10), fut).await {
         Ok(Ok((status, body))) => (
@@ -660,6 +704,27 @@ async fn get(url: &str) -> (Fetch, Bytes) {
         Ok(Err(e)) => fail(e),
         Err(_) => fail("no answer within 10 s".into()),
     }
+}
+
+/// One HTTP/1.1 request over `stream`: the status and the whole body (capped).
+async fn exchange<S>(stream: S, req: Request<Empty<Bytes>>) -> Result<(u16, Bytes), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = Limited::new(resp.into_body(), BODY_LIMIT)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
 }
 
 #[cfg(test)]
@@ -746,6 +811,40 @@ mod tests {
         );
         assert!(interpret("not found\n", &mut vars()).is_err());
         assert!(interpret("#!ipxe\nboot\n", &mut vars()).is_err());
+    }
+
+    #[test]
+    fn the_probe_finds_the_registry_ca_its_ignition_writes() {
+        let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let ign = metal_probe::ignition::ignition(&metal_probe::ignition::AgentBoot {
+            registry_url: "https://10.0.0.1:10000",
+            system_uuid: "u-1",
+            token: "t0k",
+            registry_ca: Some(ca),
+            wipe: None,
+        });
+        assert_eq!(
+            file_from_ignition(&ign, metal_probe::ignition::CA_PATH).as_deref(),
+            Some(ca)
+        );
+        assert_eq!(token_from_ignition(&ign).as_deref(), Some("t0k"));
+    }
+
+    #[test]
+    fn https_needs_a_trusted_ca_and_a_bad_bundle_is_refused() {
+        assert!(NetbootFirmware::new().trusting("not a PEM").is_err());
+        let (fetch, _) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(get("https://127.0.0.1:1/boot.ipxe", None));
+        assert!(
+            fetch
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("trusted CA")),
+            "{fetch:?}"
+        );
     }
 
     #[test]

@@ -365,6 +365,7 @@ async fn ensure_servers(ctx: &Ctx, bmc: &BMC, systems: &[SystemSummary]) -> Resu
         }
         ctx.apply(&api, &name, &body, true).await?;
         tracing::info!(bmc = %bmc.name_any(), server = %name, "server applied");
+        ctx.step("server-applied").await;
     }
     Ok(())
 }
@@ -427,6 +428,7 @@ pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Ctx>) -> Result<Action> {
             ),
         );
         write_status(&ctx, &bmc, &s).await?;
+        ctx.step("bmc-reset-recorded").await;
         ctx.event(
             &*bmc,
             EventType::Normal,

@@ -7,6 +7,11 @@
 //! the BMCUser (`generateName: <user>-`), referenced from `spec.bmcSecretRef` as upstream does;
 //! the previous generated secret is deleted once its successor is effective. Deleting the
 //! BMCUser deletes the account (finalizer `metal.ironcore.dev/bmcuser`).
+//!
+//! Restart safety: a generated secret is annotated with the secret it succeeds, so a restart
+//! before `spec.bmcSecretRef` points at it adopts it instead of generating another; the write
+//! of candidate credentials is recorded (`CredentialsWritten=False`) before it is sent, so a
+//! restart after it logs in with them and writes again only if they do not work.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,13 +145,62 @@ async fn set_ready(
             now(),
         ),
     );
-    if Some(&status) == user.status.as_ref() {
+    write_status(ctx, user, &status).await
+}
+
+/// Applies `status` unless it is what the user already has.
+async fn write_status(ctx: &Ctx, user: &BMCUser, status: &BMCUserStatus) -> Result<()> {
+    if Some(status) == user.status.as_ref() {
         return Ok(());
     }
     let api: Api<BMCUser> = Api::all(ctx.client.clone());
     let body = json!({"apiVersion": api::API_VERSION, "kind": "BMCUser", "metadata": {"name": user.name_any()}, "status": status});
     ctx.apply_status(&api, &user.name_any(), &body).await?;
     Ok(())
+}
+
+/// Logs in as the user's account with `password` (a fresh client, logged out after).
+async fn verify(
+    ctx: &Ctx,
+    client: &Client,
+    user: &BMCUser,
+    password: &str,
+) -> std::result::Result<(), redfish::Error> {
+    let opts = redfish::ClientOptions {
+        observer: Some(ctx.metrics.redfish_observer()),
+        ..client.options().clone()
+    };
+    let probe = Client::new(
+        client.endpoint().clone(),
+        Credentials::new(user.spec.user_name.as_str(), password),
+        opts,
+    )?;
+    let verified = probe
+        .get::<AccountService>("/redfish/v1/AccountService")
+        .await
+        .map(|_| ());
+    let _ = probe.logout().await;
+    verified
+}
+
+/// The account's path when an earlier write of `password` reached the BMC (the account
+/// exists and accepts it); `None` when it has to be written.
+async fn written_account(
+    ctx: &Ctx,
+    client: &Client,
+    user: &BMCUser,
+    password: &str,
+) -> Option<String> {
+    let accounts = client.accounts().await.ok()?;
+    let path = accounts
+        .iter()
+        .find(|a| a.user_name.as_deref() == Some(user.spec.user_name.as_str()))?
+        .odata_id
+        .clone()?;
+    verify(ctx, client, user, password)
+        .await
+        .ok()
+        .map(|()| path)
 }
 
 async fn account_limits(client: &Client) -> (Option<u32>, Option<u32>) {
@@ -159,8 +213,42 @@ async fn account_limits(client: &Client) -> (Option<u32>, Option<u32>) {
     }
 }
 
+/// Annotation on a generated BMCSecret: the effective secret it succeeds (empty for the
+/// first). A restart between creating the secret and referencing it finds and adopts it
+/// instead of generating a second one.
+const ROTATION_OF_ANNOTATION: &str = "metal.ironcore.dev/rotation-of";
+
+/// The generated secret that already succeeds `effective` for `user`, if a previous attempt
+/// created it (controlled by the user, annotated with what it succeeds).
+fn generated_successor(ctx: &Ctx, user: &BMCUser, effective: &str) -> Option<String> {
+    let uid = user.metadata.uid.as_ref()?;
+    ctx.secrets
+        .state()
+        .into_iter()
+        .find(|s| {
+            s.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && &o.uid == uid)
+                && s.annotations()
+                    .get(ROTATION_OF_ANNOTATION)
+                    .map(String::as_str)
+                    == Some(effective)
+        })
+        .map(|s| s.name_any())
+}
+
 /// Creates a generated, immutable BMCSecret for `user` and points `spec.bmcSecretRef` at it.
 async fn generate_secret(ctx: &Ctx, user: &BMCUser, client: &Client) -> Result<String> {
+    let effective = user
+        .status
+        .as_ref()
+        .and_then(|s| s.effective_bmc_secret_ref.as_ref())
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
+    if let Some(existing) = generated_successor(ctx, user, &effective) {
+        point_at(ctx, user, &existing).await?;
+        return Ok(existing);
+    }
     let (min, max) = account_limits(client).await;
     let pw = password::generate(password::length(min, max));
     let owner = user.controller_owner_ref(&()).map(|mut o| {
@@ -172,6 +260,7 @@ async fn generate_secret(ctx: &Ctx, user: &BMCUser, client: &Client) -> Result<S
         "metadata": {
             "generateName": format!("{}-", user.name_any()),
             "labels": user.metadata.labels.clone().unwrap_or_default(),
+            "annotations": {ROTATION_OF_ANNOTATION: effective},
             "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
         },
         "immutable": true,
@@ -189,13 +278,25 @@ async fn generate_secret(ctx: &Ctx, user: &BMCUser, client: &Client) -> Result<S
         )
         .await?;
     let secret_name = created.name_any();
+    ctx.step("bmc-secret-created").await;
+    point_at(ctx, user, &secret_name).await?;
+    Ok(secret_name)
+}
+
+/// Points `spec.bmcSecretRef` at `secret` (and consumes a `rotate-credentials` operation).
+async fn point_at(ctx: &Ctx, user: &BMCUser, secret: &str) -> Result<()> {
     let users: Api<BMCUser> = Api::all(ctx.client.clone());
-    let mut patch = json!({"spec": {"bmcSecretRef": {"name": secret_name}}});
+    let mut patch = json!({"spec": {"bmcSecretRef": {"name": secret}}});
     if operation(&user.metadata) == Some(Operation::RotateCredentials.as_str()) {
         patch["metadata"] = json!({"annotations": {OPERATION_ANNOTATION: null}});
     }
     ctx.merge_patch(&users, &user.name_any(), &patch).await?;
-    Ok(secret_name)
+    Ok(())
+}
+
+/// The `CredentialsWritten=False` message recorded before `candidate` is written.
+fn write_message(candidate: &str) -> String {
+    format!("writing the credentials of BMCSecret {candidate} to the BMC account")
 }
 
 /// Reconciles one BMCUser.
@@ -315,22 +416,41 @@ pub async fn reconcile(user: Arc<BMCUser>, ctx: Arc<Ctx>) -> Result<Action> {
             role: user.spec.role_id.clone(),
             enabled: true,
         };
-        let path = client.create_account(&account).await?;
-        // Verify with a fresh client logged in as the account itself.
-        let target = client.endpoint().clone();
-        let opts = redfish::ClientOptions {
-            observer: Some(ctx.metrics.redfish_observer()),
-            ..client.options().clone()
+        // A write recorded by an instance that then stopped may have reached the BMC: verify
+        // it instead of sending it again.
+        let requested = conditions::get(&status.conditions, condition_types::CREDENTIALS_WRITTEN)
+            .is_some_and(|c| {
+                c.status == ConditionStatus::False.as_str()
+                    && c.message == write_message(&candidate_name)
+            });
+        let earlier = if requested {
+            written_account(&ctx, &client, &user, &pw).await
+        } else {
+            None
         };
-        let probe = Client::new(
-            target,
-            Credentials::new(user.spec.user_name.as_str(), pw.as_str()),
-            opts,
-        )?;
-        let verified = probe
-            .get::<AccountService>("/redfish/v1/AccountService")
-            .await;
-        let _ = probe.logout().await;
+        let (path, verified) = match earlier {
+            Some(path) => (path, Ok(())),
+            None => {
+                let mut s = status.clone();
+                conditions::set(
+                    &mut s.conditions,
+                    conditions::new(
+                        condition_types::CREDENTIALS_WRITTEN,
+                        ConditionStatus::False,
+                        reasons::CREDENTIALS_WRITE_REQUESTED,
+                        &write_message(&candidate_name),
+                        user.metadata.generation,
+                        now(),
+                    ),
+                );
+                write_status(&ctx, &user, &s).await?;
+                ctx.step("bmc-account-write-recorded").await;
+                let path = client.create_account(&account).await?;
+                ctx.step("bmc-account-written").await;
+                // Verify with a fresh client logged in as the account itself.
+                (path, verify(&ctx, &client, &user, &pw).await)
+            }
+        };
         if let Err(e) = verified {
             if e.class() == redfish::ErrorClass::AuthenticationFailed {
                 let msg = format!(
@@ -364,6 +484,17 @@ pub async fn reconcile(user: Arc<BMCUser>, ctx: Arc<Ctx>) -> Result<Action> {
             name: candidate_name.clone(),
         });
         s.id = Some(path.rsplit('/').next().unwrap_or(&path).to_string());
+        conditions::set(
+            &mut s.conditions,
+            conditions::new(
+                condition_types::CREDENTIALS_WRITTEN,
+                ConditionStatus::True,
+                reasons::ACCOUNT_READY,
+                &format!("the credentials of BMCSecret {candidate_name} are on the BMC"),
+                user.metadata.generation,
+                now(),
+            ),
+        );
         s.last_rotation = Some(Time(ts_now));
         s.password_expiration = user
             .spec

@@ -179,6 +179,11 @@ pub struct Args {
     /// The rate-limit window of automatic BMC resets.
     #[arg(long, env = "METAL_BMC_AUTO_RESET_WINDOW", default_value = "24h", value_parser = parse_duration)]
     pub bmc_auto_reset_window: Duration,
+
+    /// Test hook of the step-wise kill suite: SIGKILL this process when it reaches the named
+    /// side-effecting step (e.g. `power-on-sent`). Refused inside a cluster.
+    #[arg(long, hide = true)]
+    pub kill_at_step: Option<String>,
 }
 
 /// Resolved configuration shared by every part of the controller.
@@ -229,11 +234,14 @@ pub struct Config {
     pub concurrency: u16,
     /// Identity of this replica (events).
     pub identity: String,
+    /// Named side-effecting steps (the kill suite's hook; none in production).
+    pub steps: runtime::steps::Steps,
 }
 
 impl Args {
-    /// Resolves defaults that depend on the environment.
-    pub fn config(&self) -> Config {
+    /// Resolves defaults that depend on the environment; refuses `--kill-at-step` inside a
+    /// cluster.
+    pub fn config(&self) -> Result<Config, runtime::steps::InCluster> {
         let registry_url = self.registry_url.clone().or_else(|| {
             std::env::var("REGISTRY_ADDRESS")
                 .ok()
@@ -247,7 +255,7 @@ impl Args {
                     format!("{scheme}://{a}:{}", self.registry_addr.port())
                 })
         });
-        Config {
+        Ok(Config {
             selector: self.bmc_selector.clone(),
             inspection: self.inspection.into(),
             manager_namespace: self
@@ -280,7 +288,8 @@ impl Args {
             }),
             concurrency: self.common.concurrency,
             identity: self.common.identity(),
-        }
+            steps: runtime::steps::Steps(runtime::steps::kill_at(self.kill_at_step.as_deref())?),
+        })
     }
 
     /// Redfish client options from the flags.
@@ -300,7 +309,7 @@ impl Config {
     /// A configuration with defaults for tests and embedding (selector and namespace given).
     pub fn for_tests(selector: &str, namespace: &str) -> Self {
         let args = Args::parse_from(["metal-discovery"]);
-        let mut c = args.config();
+        let mut c = args.config().expect("no --kill-at-step");
         c.selector = selector.to_string();
         c.manager_namespace = namespace.to_string();
         c.identity = "test".into();
@@ -326,7 +335,7 @@ mod tests {
             "--enforce-first-boot",
             "--discovery-timeout=5m",
         ]);
-        let c = a.config();
+        let c = a.config().unwrap();
         assert_eq!(c.inspection, InspectionMode::InBand);
         assert_eq!(c.selector, "rack=r1");
         assert_eq!(c.registry_url.as_deref(), Some("http://10.0.0.1:10000"));

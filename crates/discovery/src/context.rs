@@ -191,6 +191,12 @@ impl Ctx {
         }
     }
 
+    /// Passes the named side-effecting step (after its write or request) through the kill
+    /// suite's hook, if any.
+    pub async fn step(&self, name: &'static str) {
+        self.cfg.steps.pass(name).await;
+    }
+
     /// Publishes an Event about `obj` (best effort: a failed event never fails a reconcile).
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,

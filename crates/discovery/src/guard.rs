@@ -39,6 +39,15 @@ impl Effect {
             Effect::PxeBootOnce => "PxeBootOnce",
         }
     }
+
+    /// The kill suite's name of the step right after the request was sent.
+    pub fn step(&self) -> &'static str {
+        match self {
+            Effect::PowerOn => "power-on-sent",
+            Effect::PowerOff => "power-off-sent",
+            Effect::PxeBootOnce => "pxe-boot-override-sent",
+        }
+    }
 }
 
 /// Whether discovery may cause side effects on a server in `state` (pure; the rule the guard
@@ -115,6 +124,7 @@ pub async fn server_effect(
         changed,
         "side effect issued"
     );
+    ctx.step(effect.step()).await;
     Ok(changed)
 }
 
@@ -137,6 +147,7 @@ pub async fn reset_bmc(
     client
         .reset_manager(manager, ResetType::GracefulRestart)
         .await?;
+    ctx.step("bmc-reset-sent").await;
     Ok(())
 }
 

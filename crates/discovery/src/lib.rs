@@ -60,7 +60,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .client()
         .await
         .context("building the Kubernetes client")?;
-    let mut cfg = args.config();
+    let mut cfg = args.config()?;
     let macdb = match &args.mac_prefixes_file {
         Some(p) => Some(logic::macdb::MacDb::load(p)?),
         None => None,

@@ -536,6 +536,7 @@ async fn finish(
         server.metadata.generation,
     );
     write(ctx, server, &s, msg).await?;
+    ctx.step("inventory-recorded").await;
     ctx.metrics.discovered(mode.as_str(), elapsed.as_secs_f64());
     // Out-of-band rounds create no internal objects (unless the mode changed mid-round).
     if mode == InspectionMode::InBand || has_internal_objects(ctx, &server.name_any()) {
@@ -627,7 +628,10 @@ async fn ensure_secret(ctx: &Ctx, server: &Server, registry_url: &str) -> Result
         )
         .await
     {
-        Ok(s) => Ok(s),
+        Ok(s) => {
+            ctx.step("discovery-secret-created").await;
+            Ok(s)
+        }
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(api.get(&name).await?),
         Err(e) => Err(e.into()),
     }
@@ -672,7 +676,9 @@ async fn ensure_sbc(
         },
         "spec": spec,
     });
-    ctx.apply(&api, &name, &body, false).await
+    let sbc = ctx.apply(&api, &name, &body, false).await?;
+    ctx.step("discovery-boot-configuration-applied").await;
+    Ok(sbc)
 }
 
 /// The stored report of this round: the ConfigMap must belong to the current token Secret.
@@ -796,6 +802,7 @@ async fn in_band(ctx: &Ctx, server: &Server, hw: Hardware) -> Result<Action> {
                 ),
             );
             let server = write(ctx, server, &s, "discovery boot").await?;
+            ctx.step("discovery-boot-recorded").await;
             guard::server_effect(ctx, &hw.client, &name, &hw.system, Effect::PxeBootOnce).await?;
             let powered =
                 guard::server_effect(ctx, &hw.client, &name, &hw.system, Effect::PowerOn).await?;

@@ -72,6 +72,7 @@ pub struct Bmcs {
     default_ca: Option<Vec<u8>>,
     health: Mutex<HashMap<String, Health>>,
     metrics: ProvisioningMetrics,
+    steps: runtime::steps::Steps,
 }
 
 impl std::fmt::Debug for Bmcs {
@@ -102,6 +103,7 @@ impl Bmcs {
         secrets: Store<BMCSecret>,
         default_ca: Option<Vec<u8>>,
         metrics: ProvisioningMetrics,
+        steps: runtime::steps::Steps,
     ) -> Self {
         Self {
             clients,
@@ -110,6 +112,7 @@ impl Bmcs {
             default_ca,
             health: Mutex::new(HashMap::new()),
             metrics,
+            steps,
         }
     }
 
@@ -175,6 +178,7 @@ impl Bmcs {
             client,
             system,
             self.metrics.clone(),
+            self.steps.clone(),
         ))
     }
 

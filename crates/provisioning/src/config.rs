@@ -76,6 +76,8 @@ pub struct Config {
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Name of this instance in events (pod name).
     pub instance: Option<String>,
+    /// Named side-effecting steps (the kill suite's hook; none in production).
+    pub steps: runtime::steps::Steps,
 }
 
 /// Leader election parameters.
@@ -141,6 +143,7 @@ impl Config {
             boot_window: Duration::from_secs(600),
             metadata_auth: MetadataAuth::Token,
             tls: None,
+            steps: runtime::steps::Steps::default(),
         }
     }
 }
@@ -251,6 +254,11 @@ pub struct ProvisioningArgs {
     /// Private key (PEM) of `--tls-cert-file`.
     #[arg(long, env = "METAL_TLS_KEY_FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<std::path::PathBuf>,
+
+    /// Test hook of the step-wise kill suite: SIGKILL this process when it reaches the named
+    /// side-effecting step (e.g. `boot-override-sent`). Refused inside a cluster.
+    #[arg(long, hide = true)]
+    pub kill_at_step: Option<String>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {

@@ -51,4 +51,7 @@ pub enum StartError {
     /// The TLS certificate or key cannot be used.
     #[error("--tls-cert-file / --tls-key-file: {0}")]
     Tls(#[from] runtime::tls::TlsError),
+    /// `--kill-at-step` was given inside a cluster.
+    #[error(transparent)]
+    KillHook(#[from] runtime::steps::InCluster),
 }

@@ -105,6 +105,7 @@ pub struct GuardedBmc {
     server: String,
     metrics: ProvisioningMetrics,
     mutated: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    steps: runtime::steps::Steps,
 }
 
 impl std::fmt::Debug for GuardedBmc {
@@ -131,6 +132,7 @@ impl GuardedBmc {
         client: redfish::Client,
         system: String,
         metrics: ProvisioningMetrics,
+        steps: runtime::steps::Steps,
     ) -> Self {
         Self {
             client,
@@ -138,6 +140,15 @@ impl GuardedBmc {
             server: permit.server.clone(),
             metrics,
             mutated: Default::default(),
+            steps,
+        }
+    }
+
+    /// Passes the kill suite's step `name` when `sent` (a request went out; skipped calls
+    /// send nothing, so there is no step to stop at).
+    async fn sent(&self, sent: bool, name: &'static str) {
+        if sent {
+            self.steps.pass(name).await;
         }
     }
 
@@ -184,6 +195,13 @@ impl GuardedBmc {
             }
         };
         self.metrics.power_op(op, &outcome_label(&r));
+        let step = match action {
+            PowerAction::On => "power-on-sent",
+            PowerAction::GracefulOff | PowerAction::ForceOff => "power-off-sent",
+            _ => "reset-sent",
+        };
+        self.sent(matches!(r, Ok(PowerOutcome::Issued(_))), step)
+            .await;
         r
     }
 
@@ -206,6 +224,7 @@ impl GuardedBmc {
                 Err(e) => format!("{:?}", e.class()),
             },
         );
+        self.sent(matches!(r, Ok(true)), "boot-override-sent").await;
         r
     }
 
@@ -225,6 +244,7 @@ impl GuardedBmc {
                 Err(e) => format!("{:?}", e.class()),
             },
         );
+        self.sent(matches!(r, Ok(true)), "boot-order-sent").await;
         r
     }
 
@@ -244,6 +264,7 @@ impl GuardedBmc {
                 Err(e) => format!("{:?}", e.class()),
             },
         );
+        self.sent(matches!(r, Ok(true)), "indicator-led-sent").await;
         r
     }
 
@@ -275,6 +296,11 @@ impl GuardedBmc {
             )
             .await;
         self.metrics.power_op("insert_media", &media_label(&r));
+        self.sent(
+            matches!(r, Ok(MediaOutcome::Inserted { .. })),
+            "media-inserted",
+        )
+        .await;
         r
     }
 
@@ -283,6 +309,8 @@ impl GuardedBmc {
         self.mutate(permit);
         let r = self.client.eject_media(&self.system).await;
         self.metrics.power_op("eject_media", &media_label(&r));
+        self.sent(matches!(r, Ok(MediaOutcome::Ejected)), "media-ejected")
+            .await;
         r
     }
 }

@@ -186,6 +186,7 @@ pub fn config_from_args(
         boot_window: args.boot_window,
         metadata_auth: args.metadata_auth,
         tls: args.tls_cert_file.clone().zip(args.tls_key_file.clone()),
+        steps: runtime::steps::Steps(runtime::steps::kill_at(args.kill_at_step.as_deref())?),
     })
 }
 
@@ -276,6 +277,7 @@ pub async fn start(
         stores.bmc_secrets.clone(),
         config.bmc_ca.clone(),
         pm.clone(),
+        config.steps.clone(),
     );
 
     let ready = Arc::new(AtomicBool::new(false));

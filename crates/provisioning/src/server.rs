@@ -398,6 +398,7 @@ async fn reconcile_server(
                 Some(s) => current = s,
                 None => return Ok(Some(SHORT)),
             }
+            ctx.config.steps.pass("boot-recorded").await;
             match start_boot(ctx, &permit, &bmc, &boot, &name).await {
                 Ok((override_set, issued)) => {
                     let target = match &boot {
@@ -493,6 +494,7 @@ async fn reconcile_server(
                 Some(s) => current = s,
                 None => return Ok(Some(SHORT)),
             }
+            ctx.config.steps.pass("power-off-recorded").await;
             if *issue {
                 match bmc.power(&permit, PowerAction::GracefulOff).await {
                     Ok(PowerOutcome::Issued(_)) => ctx.event(

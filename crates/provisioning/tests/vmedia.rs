@@ -190,3 +190,145 @@ async fn media_of_a_configuration_deleted_during_a_restart_is_ejected() {
     ctl.shutdown().await;
     h.sim.shutdown().await;
 }
+
+/// The `metal-provisioning` binary of this harness (its servers only, loopback listeners),
+/// killed at step `kill_at` when given; its log goes to `log`.
+fn spawn_binary(h: &Harness, kill_at: Option<&str>, log: &std::path::Path) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_metal-provisioning"));
+    cmd.arg("--kubeconfig")
+        .arg(testenv::shared().kubeconfig())
+        .args([
+            "--admin-addr=127.0.0.1:0",
+            "--boot-addr=127.0.0.1:0",
+            "--metadata-addr=none",
+            "--power-off-timeout=5s",
+            "--power-confirm-timeout=10s",
+        ])
+        .arg(format!(
+            "--server-selector={}={}",
+            common::SHARD_LABEL,
+            h.shard
+        ))
+        .arg(format!("--lease-namespace={}", h.ns))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"));
+    if let Some(at) = kill_at {
+        cmd.arg(format!("--kill-at-step={at}"));
+    }
+    cmd.spawn().expect("metal-provisioning")
+}
+
+/// Mutating requests (not GET, not sessions) the server's BMC received, by `METHOD /path`.
+fn side_effects(h: &Harness, s: &common::TestServer) -> std::collections::BTreeMap<String, u64> {
+    h.sim
+        .request_counts(s.bmc)
+        .unwrap()
+        .by_request
+        .into_iter()
+        .filter(|(k, _)| !(k.starts_with("GET ") || k.contains("/SessionService/")))
+        .collect()
+}
+
+/// `metal-provisioning` as a process, SIGKILLed right after it inserted the virtual media and
+/// right after it ejected it: after a restart each bind-and-release cycle has sent exactly the
+/// requests of an undisturbed cycle (one insert, one override, one power-on, one power-off,
+/// one eject).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn provisioning_killed_after_inserting_and_after_ejecting_media_sends_each_once() {
+    let h = Harness::new("prov-vmkill", Options::new("127.31.22.1", 1)).await;
+    let s = h.servers[0].clone();
+    let images = common::static_server(b"CD001-fake-iso-image").await;
+    let iso = format!("{images}/os.iso");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("provisioning.log");
+    let mut ctl = spawn_binary(&h, None, &log);
+    h.wait_status_power(&s.name, "Off", T).await;
+    let cycle = async |claim: &str, kill: Option<(&str, bool)>, ctl: &mut std::process::Child| {
+        let killed_on_bind = kill.filter(|(_, on_bind)| *on_bind).map(|(at, _)| at);
+        let killed_on_release = kill.filter(|(_, on_bind)| !*on_bind).map(|(at, _)| at);
+        let killed = async |ctl: &mut std::process::Child, at: &str| {
+            let out = tokio::task::block_in_place(|| {
+                let status = ctl.wait().expect("wait");
+                (status, std::fs::read_to_string(&log).unwrap_or_default())
+            });
+            assert!(!out.0.success(), "killed at {at}");
+            assert!(
+                out.1.contains(&format!("reached {at}; SIGKILL")),
+                "{}",
+                out.1
+            );
+            *ctl = spawn_binary(&h, None, &log);
+        };
+        if let Some(at) = killed_on_bind {
+            ctl.kill().ok();
+            ctl.wait().ok();
+            *ctl = spawn_binary(&h, Some(at), &log);
+        }
+        h.bind(
+            &s,
+            claim,
+            "On",
+            json!({ "bootMethod": "VirtualMedia", "isoURL": iso }),
+        )
+        .await;
+        if let Some(at) = killed_on_bind {
+            killed(ctl, at).await;
+        }
+        h.wait_power(&s, PowerState::On, T).await;
+        eventually(T, "claim PoweredOn=True", || async {
+            (h.claim_condition(claim, "PoweredOn").await?.0 == "True").then_some(())
+        })
+        .await;
+        if let Some(at) = killed_on_release {
+            ctl.kill().ok();
+            ctl.wait().ok();
+            *ctl = spawn_binary(&h, Some(at), &log);
+        }
+        h.delete_claim(claim).await;
+        if let Some(at) = killed_on_release {
+            killed(ctl, at).await;
+        }
+        eventually(T, "claim PoweredOff=True", || async {
+            (h.claim_condition(claim, "PoweredOff").await?.0 == "True").then_some(())
+        })
+        .await;
+        h.finish_release(&s, claim).await;
+        assert!(
+            h.system(&s).virtual_media.iter().all(|m| !m.inserted),
+            "ejected"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let start = side_effects(&h, &s);
+    cycle("vm-0", None, &mut ctl).await;
+    let mut before = side_effects(&h, &s);
+    let diff = |a: &std::collections::BTreeMap<String, u64>,
+                b: &std::collections::BTreeMap<String, u64>| {
+        b.iter()
+            .map(|(k, n)| (k.clone(), n - a.get(k).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let baseline = diff(&start, &before);
+    assert!(
+        baseline.keys().any(|k| k.contains("InsertMedia"))
+            && baseline.keys().any(|k| k.contains("EjectMedia")),
+        "{baseline:?}"
+    );
+    for (i, (at, on_bind)) in [("media-inserted", true), ("media-ejected", false)]
+        .into_iter()
+        .enumerate()
+    {
+        cycle(&format!("vm-{}", i + 1), Some((at, on_bind)), &mut ctl).await;
+        let after = side_effects(&h, &s);
+        assert_eq!(
+            diff(&before, &after),
+            baseline,
+            "killed at {at}: the undisturbed cycle's requests, each once"
+        );
+        before = after;
+    }
+    ctl.kill().ok();
+    ctl.wait().ok();
+    h.sim.shutdown().await;
+}

@@ -367,6 +367,9 @@ pub struct Rack {
     pub bmc_names: Vec<String>,
     /// Port of discovery's probe registry (the discovery and the cleaning agents report there).
     pub registry_port: u16,
+    /// The TLS of the boot server and the registry (a test CA; the firmware trusts it), when
+    /// the rack was started with [`Rack::start_https`].
+    pub tls: Option<testenv::tls::TlsFiles>,
 }
 
 /// Default-template groups of `count` BMCs with one system each.
@@ -398,9 +401,91 @@ impl Rack {
     /// Starts the simulator on `base` (a `127.X.Y.1` range of the test's own) and the image
     /// registry, and creates a BMCSecret and a BMC (labelled for the site) per simulated BMC.
     pub async fn start(site: &Site, base: &str, groups: Vec<metal_bmc_sim::GroupSpec>) -> Self {
+        let rack = Self::start_unregistered(site, base, groups).await;
+        for i in 0..rack.bmc_names.len() {
+            rack.register(site, i).await;
+        }
+        rack
+    }
+
+    /// Creates the BMCSecret and BMC objects of simulated BMC `index` (server-side apply, so a
+    /// second call changes nothing): tests that onboard BMCs one at a time call it per round.
+    pub async fn register(&self, site: &Site, index: usize) {
+        let b = self.sim.bmc(index).expect("simulated BMC");
+        let name = &self.bmc_names[index];
+        let labels = site.labels();
+        let pp = PatchParams::apply("metal-e2e").force();
+        let secret = json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "BMCSecret",
+            "metadata": { "name": name, "labels": labels },
+            "stringData": { "username": b.username, "password": b.password },
+        });
+        let secrets: Api<api::bmcsecret::BMCSecret> = Api::all(site.client.clone());
+        secrets
+            .patch(name, &pp, &Patch::Apply(&secret))
+            .await
+            .expect("BMCSecret");
+        let bmc = json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "BMC",
+            "metadata": { "name": name, "labels": labels },
+            "spec": {
+                "access": { "ip": b.ip.to_string() },
+                "bmcSecretRef": { "name": name },
+                "protocol": { "name": "Redfish", "port": b.port, "scheme": "https" },
+            },
+        });
+        let bmcs: Api<api::bmc::BMC> = Api::all(site.client.clone());
+        bmcs.patch(name, &pp, &Patch::Apply(&bmc))
+            .await
+            .expect("BMC");
+    }
+
+    /// `https` when the rack's boot server and registry serve TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Like [`Rack::start`], with the boot server and the registry on HTTPS: a test CA signs
+    /// their loopback certificate, and the simulated firmware trusts only that CA.
+    pub async fn start_https(
+        site: &Site,
+        base: &str,
+        groups: Vec<metal_bmc_sim::GroupSpec>,
+    ) -> Self {
+        let dir = site.dir.path().join("boot-tls");
+        std::fs::create_dir_all(&dir).expect("tls dir");
+        let tls = testenv::tls::loopback_tls(&dir);
+        let rack = Self::start_with(site, base, groups, Some(tls)).await;
+        for i in 0..rack.bmc_names.len() {
+            rack.register(site, i).await;
+        }
+        rack
+    }
+
+    /// Like [`Rack::start`], but creates no objects: [`Rack::register`] adds each BMC.
+    pub async fn start_unregistered(
+        site: &Site,
+        base: &str,
+        groups: Vec<metal_bmc_sim::GroupSpec>,
+    ) -> Self {
+        Self::start_with(site, base, groups, None).await
+    }
+
+    async fn start_with(
+        site: &Site,
+        base: &str,
+        groups: Vec<metal_bmc_sim::GroupSpec>,
+        tls: Option<testenv::tls::TlsFiles>,
+    ) -> Self {
         let boot_port = free_port();
-        let boot_server = format!("http://127.0.0.1:{boot_port}");
-        let firmware = metal_bmc_sim::NetbootFirmware::new();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let boot_server = format!("{scheme}://127.0.0.1:{boot_port}");
+        let firmware = match &tls {
+            Some(t) => metal_bmc_sim::NetbootFirmware::new()
+                .trusting(&t.ca_pem)
+                .expect("firmware CA"),
+            None => metal_bmc_sim::NetbootFirmware::new(),
+        };
         let mut spec = metal_bmc_sim::RackSpec::with_count(0);
         spec.base_address = base.parse().expect("base address");
         spec.port = 0;
@@ -417,36 +502,11 @@ impl Rack {
             oci::ImageRegistry::start(&[("metal/demo-os", "1.0"), ("metal/probe-os", "1.0")])
                 .await
                 .expect("image registry");
-        let mut bmc_names = Vec::new();
-        let secrets: Api<api::bmcsecret::BMCSecret> = Api::all(site.client.clone());
-        let bmcs: Api<api::bmc::BMC> = Api::all(site.client.clone());
-        let pp = PatchParams::apply("metal-e2e").force();
-        for b in sim.bmcs() {
-            let name = format!("{}-bmc-{}", site.run, b.index);
-            let labels = site.labels();
-            let secret = json!({
-                "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "BMCSecret",
-                "metadata": { "name": name, "labels": labels },
-                "stringData": { "username": b.username, "password": b.password },
-            });
-            secrets
-                .patch(&name, &pp, &Patch::Apply(&secret))
-                .await
-                .expect("BMCSecret");
-            let bmc = json!({
-                "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "BMC",
-                "metadata": { "name": name, "labels": labels },
-                "spec": {
-                    "access": { "ip": b.ip.to_string() },
-                    "bmcSecretRef": { "name": name },
-                    "protocol": { "name": "Redfish", "port": b.port, "scheme": "https" },
-                },
-            });
-            bmcs.patch(&name, &pp, &Patch::Apply(&bmc))
-                .await
-                .expect("BMC");
-            bmc_names.push(name);
-        }
+        let bmc_names = sim
+            .bmcs()
+            .iter()
+            .map(|b| format!("{}-bmc-{}", site.run, b.index))
+            .collect();
         Self {
             sim,
             firmware,
@@ -456,6 +516,7 @@ impl Rack {
             boot_server,
             bmc_names,
             registry_port: free_port(),
+            tls,
         }
     }
 }
@@ -478,7 +539,7 @@ pub fn discovery_args(site: &Site, rack: &Rack, inspection: &str) -> Vec<String>
         format!("--bmc-selector={}", site.selector()),
         format!("--manager-namespace={}", site.ns),
         format!("--registry-addr=127.0.0.1:{registry}"),
-        format!("--registry-url=http://127.0.0.1:{registry}"),
+        format!("--registry-url={}://127.0.0.1:{registry}", rack.scheme()),
         format!(
             "--probe-os-image={}",
             rack.images.image("metal/probe-os", "1.0")
@@ -488,6 +549,13 @@ pub fn discovery_args(site: &Site, rack: &Rack, inspection: &str) -> Vec<String>
         "--poll-interval=1s".into(),
         "--bmc-refresh-interval=30s".into(),
     ]);
+    if let Some(t) = &rack.tls {
+        a.push(format!("--registry-tls-cert-file={}", t.cert.display()));
+        a.push(format!("--registry-tls-key-file={}", t.key.display()));
+        let ca = site.dir.path().join("boot-tls/ca.pem");
+        std::fs::write(&ca, &t.ca_pem).expect("write CA");
+        a.push(format!("--registry-ca-file={}", ca.display()));
+    }
     a
 }
 
@@ -516,6 +584,10 @@ pub fn provisioning_args(site: &Site, rack: &Rack) -> Vec<String> {
         // this timeout retries the boot; the default (2m) outlasts the tests' waits.
         "--power-confirm-timeout=20s".into(),
     ]);
+    if let Some(t) = &rack.tls {
+        a.push(format!("--tls-cert-file={}", t.cert.display()));
+        a.push(format!("--tls-key-file={}", t.key.display()));
+    }
     a
 }
 
@@ -528,7 +600,8 @@ pub fn maintenance_args(site: &Site, rack: &Rack) -> Vec<String> {
         format!("--bmc-ca={}", rack.ca_file.display()),
         "--power-timeout=30s".into(),
         format!(
-            "--cleaning-registry-url=http://127.0.0.1:{}",
+            "--cleaning-registry-url={}://127.0.0.1:{}",
+            rack.scheme(),
             rack.registry_port
         ),
         format!(
@@ -536,6 +609,12 @@ pub fn maintenance_args(site: &Site, rack: &Rack) -> Vec<String> {
             rack.images.image("metal/probe-os", "1.0")
         ),
     ]);
+    if let Some(t) = &rack.tls {
+        // The cleaning agent verifies the registry against the CA its ignition carries.
+        let ca = site.dir.path().join("boot-tls/ca.pem");
+        std::fs::write(&ca, &t.ca_pem).expect("write CA");
+        a.push(format!("--cleaning-registry-ca-file={}", ca.display()));
+    }
     a
 }
 

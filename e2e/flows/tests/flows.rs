@@ -955,30 +955,19 @@ async fn maintenance_killed_at_every_step_of_an_in_band_cleaning_sends_nothing_t
                 .filter(|r| r.wipe.is_some())
                 .count(),
         );
-        let m = procs.get_mut("maintenance").expect("maintenance");
         let mut normal = e2e::maintenance_args(&site, &rack);
         // Killed between opening the window and the power-on, a restart cannot tell whether
         // the power-on left: it waits this long for the script before booting again.
         normal.push("--maintenance-boot-timeout=10s".into());
         if !at.is_empty() {
-            let mut args = normal.clone();
-            args.push(format!("--kill-at-step={at}"));
-            m.set_args(args);
-            m.restart();
+            kill_at(&mut procs, "maintenance", &normal, at);
         }
         claims
             .delete(&c, &DeleteParams::default())
             .await
             .expect("delete");
         if !at.is_empty() {
-            eventually(&format!("maintenance killed at {at}"), LONG, async || {
-                (!procs.get_mut("maintenance").expect("m").running()).then_some(())
-            })
-            .await;
-            let m = procs.get_mut("maintenance").expect("maintenance");
-            assert!(m.log_text().contains(&format!("reached {at}; SIGKILL")));
-            m.set_args(normal);
-            m.restart();
+            resume_after_kill(&mut procs, "maintenance", &normal, at).await;
         }
         eventually(
             &format!("round {round} (killed at {at:?}) Available"),
@@ -1044,11 +1033,6 @@ async fn reservation_killed_at_every_binding_and_release_step_binds_once() {
     let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
     let resets = |rack: &Rack| (0..2).map(|b| e2e::resets(rack, b)).collect::<Vec<u64>>();
     let normal = e2e::reservation_args(&site);
-    let kill_at = |at: &str| {
-        let mut a = normal.clone();
-        a.push(format!("--kill-at-step={at}"));
-        a
-    };
     let mut round = 0;
     for (at, binding) in BIND
         .iter()
@@ -1059,38 +1043,25 @@ async fn reservation_killed_at_every_binding_and_release_step_binds_once() {
         let c = format!("c-{round}");
         let before = resets(&rack);
         if binding {
-            let r = procs.get_mut("reservation").expect("reservation");
-            r.set_args(kill_at(at));
-            r.restart();
+            kill_at(&mut procs, "reservation", &normal, at);
             claim(&site, &rack, &c, json!({ "matchLabels": site.labels() })).await;
         } else {
             claim(&site, &rack, &c, json!({ "matchLabels": site.labels() })).await;
-            bound_server(&site, &c).await;
-            let r = procs.get_mut("reservation").expect("reservation");
-            r.set_args(kill_at(at));
-            r.restart();
+            let name = bound_server(&site, &c).await;
+            // Released only once booted: a shutdown sent while the server is still powering
+            // on may be ignored by a BMC and then escalated (a second, forced power-off),
+            // which is right, but not the one power-off this round counts.
+            wait_sim_power(&site, &rack, &name, "On").await;
+            kill_at(&mut procs, "reservation", &normal, at);
             claims
                 .delete(&c, &DeleteParams::default())
                 .await
                 .expect("delete");
         }
-        eventually(&format!("reservation killed at {at}"), LONG, async || {
-            (!procs.get_mut("reservation").expect("r").running()).then_some(())
-        })
-        .await;
-        let r = procs.get_mut("reservation").expect("reservation");
-        assert!(r.log_text().contains(&format!("reached {at}; SIGKILL")));
-        r.set_args(normal.clone());
-        r.restart();
+        resume_after_kill(&mut procs, "reservation", &normal, at).await;
         if binding {
             let name = bound_server(&site, &c).await;
-            let s = server_by_name(&site, &name).await;
-            let (bmc, sys, _, _) = sim_system(&rack, &s);
-            eventually("booted", LONG, async || {
-                (format!("{:?}", rack.sim.system_state(bmc, &sys).ok()?.power_state) == "On")
-                    .then_some(())
-            })
-            .await;
+            let bmc = wait_sim_power(&site, &rack, &name, "On").await;
             tokio::time::sleep(Duration::from_secs(2)).await;
             let holders: Vec<String> = servers(&site)
                 .await
@@ -1446,5 +1417,391 @@ async fn a_server_restored_with_a_claim_goes_straight_to_reserved() {
             .as_ref()
             .is_none_or(|st| st.conditions.iter().all(|c| c.type_ != "Discovered")),
         "discovery left it alone"
+    );
+}
+
+/// The requests of BMC `b` that change something (every method but GET and HEAD), by
+/// `"METHOD /path"`. Sessions are left out: a SIGKILLed process cannot log out, so its
+/// successor opens a new session and the old one expires on the BMC's SessionTimeout.
+fn side_effects(rack: &Rack, b: usize) -> BTreeMap<String, u64> {
+    rack.sim
+        .request_counts(b)
+        .expect("counts")
+        .by_request
+        .into_iter()
+        .filter(|(k, _)| {
+            !(k.starts_with("GET ") || k.starts_with("HEAD ") || k.contains("/SessionService/"))
+        })
+        .collect()
+}
+
+/// Waits until BMC `b` has sent no new side effect for 3 s and returns them.
+async fn settled_side_effects(rack: &Rack, b: usize) -> BTreeMap<String, u64> {
+    let mut last = side_effects(rack, b);
+    let mut quiet = 0;
+    while quiet < 6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = side_effects(rack, b);
+        quiet = if now == last { quiet + 1 } else { 0 };
+        last = now;
+    }
+    last
+}
+
+/// Waits until the simulator reports server `name` powered `want` (`On`, `Off`); returns the
+/// index of its BMC.
+async fn wait_sim_power(site: &Site, rack: &Rack, name: &str, want: &str) -> usize {
+    let s = server_by_name(site, name).await;
+    let (bmc, sys, _, _) = sim_system(rack, &s);
+    eventually(&format!("{name} powered {want}"), LONG, async || {
+        (format!("{:?}", rack.sim.system_state(bmc, &sys).ok()?.power_state) == want).then_some(())
+    })
+    .await;
+    bmc
+}
+
+/// Restarts controller `name` with `--kill-at-step=<at>` added to its `normal` arguments.
+fn kill_at(procs: &mut BTreeMap<&'static str, Process>, name: &str, normal: &[String], at: &str) {
+    let p = procs.get_mut(name).expect("controller");
+    let mut a = normal.to_vec();
+    a.push(format!("--kill-at-step={at}"));
+    p.set_args(a);
+    p.restart();
+}
+
+/// Waits until controller `name` killed itself at step `at`, then restarts it undisturbed.
+async fn resume_after_kill(
+    procs: &mut BTreeMap<&'static str, Process>,
+    name: &str,
+    normal: &[String],
+    at: &str,
+) {
+    eventually(&format!("{name} killed at {at}"), LONG, async || {
+        (!procs.get_mut(name).expect("controller").running()).then_some(())
+    })
+    .await;
+    let p = procs.get_mut(name).expect("controller");
+    assert!(
+        p.log_text().contains(&format!("reached {at}; SIGKILL")),
+        "{name} killed at {at}"
+    );
+    p.set_args(normal.to_vec());
+    p.restart();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_killed_at_every_onboarding_and_reset_step_sends_each_request_once() {
+    const ONBOARDING: [&str; 7] = [
+        "server-applied",
+        "discovery-secret-created",
+        "discovery-boot-configuration-applied",
+        "discovery-boot-recorded",
+        "pxe-boot-override-sent",
+        "power-on-sent",
+        "inventory-recorded",
+    ];
+    const RESET: [&str; 2] = ["bmc-reset-recorded", "bmc-reset-sent"];
+    let site = Site::new("e2e-diskill").await;
+    let rack = Rack::start_unregistered(
+        &site,
+        "127.85.7.1",
+        vec![default_group(ONBOARDING.len() + 1)],
+    )
+    .await;
+    let mut procs = start_all(&site, &rack, "in-band");
+    let normal = e2e::discovery_args(&site, &rack, "in-band");
+    // The undisturbed onboarding: what one in-band round sends to a BMC.
+    rack.register(&site, 0).await;
+    wait_states(&site, 1, "Available", "undisturbed onboarding").await;
+    let baseline = settled_side_effects(&rack, 0).await;
+    assert!(
+        baseline.keys().any(|k| k.ends_with("ComputerSystem.Reset")),
+        "an in-band round powers the server on: {baseline:?}"
+    );
+    for (i, at) in ONBOARDING.iter().enumerate() {
+        let b = i + 1;
+        kill_at(&mut procs, "discovery", &normal, at);
+        rack.register(&site, b).await;
+        resume_after_kill(&mut procs, "discovery", &normal, at).await;
+        wait_states(
+            &site,
+            b + 1,
+            "Available",
+            &format!("onboarded after a kill at {at}"),
+        )
+        .await;
+        assert_eq!(
+            settled_side_effects(&rack, b).await,
+            baseline,
+            "killed at {at}: the BMC got the undisturbed round's requests, each once"
+        );
+    }
+    // A user-requested BMC reset, killed after its record and after its request.
+    let bmcs: Api<api::bmc::BMC> = Api::all(site.client.clone());
+    let manager_resets = |rack: &Rack| -> u64 {
+        side_effects(rack, 0)
+            .iter()
+            .filter(|(k, _)| k.ends_with("Manager.Reset"))
+            .map(|(_, n)| *n)
+            .sum()
+    };
+    for at in RESET {
+        let before = manager_resets(&rack);
+        kill_at(&mut procs, "discovery", &normal, at);
+        bmcs.patch(
+            &rack.bmc_names[0],
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": { "annotations": { "metal.ironcore.dev/operation": "graceful-restart-bmc" } }
+            })),
+        )
+        .await
+        .expect("request a reset");
+        resume_after_kill(&mut procs, "discovery", &normal, at).await;
+        eventually(
+            &format!("reset done after a kill at {at}"),
+            LONG,
+            async || {
+                let b = bmcs.get(&rack.bmc_names[0]).await.ok()?;
+                let pending = b.annotations().contains_key("metal.ironcore.dev/operation");
+                (!pending && b.status?.state?.as_str() == "Enabled").then_some(())
+            },
+        )
+        .await;
+        settled_side_effects(&rack, 0).await;
+        assert_eq!(
+            manager_resets(&rack) - before,
+            1,
+            "killed at {at}: one Manager.Reset"
+        );
+    }
+    // A BMCUser with a generated password: killed after the secret, after the write's record
+    // and after the write. Each user ends with one secret, effective, written once.
+    const USER: [&str; 3] = [
+        "bmc-secret-created",
+        "bmc-account-write-recorded",
+        "bmc-account-written",
+    ];
+    let users: Api<api::bmcuser::BMCUser> = Api::all(site.client.clone());
+    let secrets: Api<api::bmcsecret::BMCSecret> = Api::all(site.client.clone());
+    let mut before = settled_side_effects(&rack, 0).await;
+    let mut baseline = None;
+    for (i, at) in std::iter::once(None)
+        .chain(USER.iter().map(Some))
+        .enumerate()
+    {
+        if let Some(at) = at {
+            kill_at(&mut procs, "discovery", &normal, at);
+        }
+        let name = format!("{}-ops-{i}", site.run);
+        let user: api::bmcuser::BMCUser = serde_json::from_value(json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "BMCUser",
+            "metadata": { "name": name, "labels": site.labels() },
+            "spec": {
+                "userName": format!("ops{i}"), "roleID": "Operator",
+                "bmcRef": { "name": rack.bmc_names[0] },
+            },
+        }))
+        .expect("user");
+        users
+            .create(&Default::default(), &user)
+            .await
+            .expect("create user");
+        if let Some(at) = at {
+            resume_after_kill(&mut procs, "discovery", &normal, at).await;
+        }
+        let what = at.map_or("undisturbed".to_string(), |a| format!("killed at {a}"));
+        let u = eventually(&format!("user effective ({what})"), LONG, async || {
+            let u = users.get(&name).await.ok()?;
+            let effective = u
+                .status
+                .as_ref()?
+                .effective_bmc_secret_ref
+                .as_ref()?
+                .name
+                .clone();
+            (u.spec.bmc_secret_ref.as_ref()?.name == effective).then_some(u)
+        })
+        .await;
+        let owned: Vec<String> = secrets
+            .list(&ListParams::default())
+            .await
+            .expect("secrets")
+            .items
+            .into_iter()
+            .filter(|s| {
+                s.owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == u.metadata.uid.as_ref())
+            })
+            .map(|s| s.name_any())
+            .collect();
+        assert_eq!(owned.len(), 1, "{what}: one generated secret: {owned:?}");
+        let after = settled_side_effects(&rack, 0).await;
+        let spent = delta(&before, &after);
+        before = after;
+        match &baseline {
+            None => {
+                assert!(
+                    spent.keys().any(|k| k.contains("/AccountService/Accounts")),
+                    "the account is written: {spent:?}"
+                );
+                baseline = Some(spent);
+            }
+            Some(b) => assert_eq!(&spent, b, "{what}: the account is written once"),
+        }
+    }
+}
+
+/// The difference `after - before` of two side-effect tallies.
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, n)| (k.clone(), n - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_killed_at_every_boot_and_power_off_step_sends_each_request_once() {
+    const BOOT: [&str; 3] = ["boot-recorded", "boot-override-sent", "power-on-sent"];
+    const RELEASE: [&str; 2] = ["power-off-recorded", "power-off-sent"];
+    let site = Site::new("e2e-provkill").await;
+    let rack = Rack::start(&site, "127.85.8.1", vec![default_group(1)]).await;
+    let mut procs = start_all(&site, &rack, "out-of-band");
+    let all = wait_states(&site, 1, "Available", "Available").await;
+    let server = all[0].name_any();
+    Api::<api::server::Server>::all(site.client.clone())
+        .patch(
+            &server,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "reclaimPolicy": "Recycle" } })),
+        )
+        .await
+        .expect("recycle");
+    let claims: Api<ServerClaim> = Api::namespaced(site.client.clone(), &site.ns);
+    let normal = e2e::provisioning_args(&site, &rack);
+    let power = async |want: &str| {
+        wait_sim_power(&site, &rack, &server, want).await;
+    };
+    let released = async |c: &str| {
+        eventually(&format!("claim {c} released"), LONG, async || {
+            claims.get_opt(c).await.ok()?.is_none().then_some(())
+        })
+        .await;
+        wait_states(&site, 1, "Available", "Available again").await;
+    };
+    // The undisturbed claim and release: what one cycle sends to the BMC.
+    let start = settled_side_effects(&rack, 0).await;
+    claim(&site, &rack, "c-0", json!({ "matchLabels": site.labels() })).await;
+    bound_server(&site, "c-0").await;
+    power("On").await;
+    claims
+        .delete("c-0", &DeleteParams::default())
+        .await
+        .expect("delete");
+    released("c-0").await;
+    power("Off").await;
+    let mut before = settled_side_effects(&rack, 0).await;
+    let baseline = delta(&start, &before);
+    assert!(
+        baseline.keys().any(|k| k.ends_with("ComputerSystem.Reset")),
+        "a cycle powers on and off: {baseline:?}"
+    );
+    for (round, (at, booting)) in BOOT
+        .iter()
+        .map(|a| (a, true))
+        .chain(RELEASE.iter().map(|a| (a, false)))
+        .enumerate()
+    {
+        let c = format!("c-{}", round + 1);
+        if booting {
+            kill_at(&mut procs, "provisioning", &normal, at);
+            claim(&site, &rack, &c, json!({ "matchLabels": site.labels() })).await;
+            resume_after_kill(&mut procs, "provisioning", &normal, at).await;
+            power("On").await;
+            claims
+                .delete(&c, &DeleteParams::default())
+                .await
+                .expect("delete");
+        } else {
+            claim(&site, &rack, &c, json!({ "matchLabels": site.labels() })).await;
+            bound_server(&site, &c).await;
+            power("On").await;
+            kill_at(&mut procs, "provisioning", &normal, at);
+            claims
+                .delete(&c, &DeleteParams::default())
+                .await
+                .expect("delete");
+            resume_after_kill(&mut procs, "provisioning", &normal, at).await;
+        }
+        released(&c).await;
+        power("Off").await;
+        let after = settled_side_effects(&rack, 0).await;
+        assert_eq!(
+            delta(&before, &after),
+            baseline,
+            "killed at {at}: the cycle sent the undisturbed cycle's requests, each once"
+        );
+        before = after;
+    }
+}
+
+/// The boot path over HTTPS end to end: the boot server and the registry serve TLS with a
+/// site CA; the firmware (trusting only that CA) fetches every script and ignition over
+/// `https://`, the probe posts its inventory over `https://`, a claim boots; and the boot
+/// server answers no plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_band_discovery_and_a_claim_boot_over_https() {
+    let site = Site::new("e2e-https").await;
+    let rack = Rack::start_https(&site, "127.85.9.1", vec![default_group(1)]).await;
+    assert!(rack.boot_server.starts_with("https://"));
+    let _procs = start_all(&site, &rack, "in-band");
+    let all = wait_states(
+        &site,
+        1,
+        "Available",
+        "Available after in-band discovery over HTTPS",
+    )
+    .await;
+    let (bmc, sys, _, _) = sim_system(&rack, &all[0]);
+    let discovery = rack.firmware.records(bmc, &sys);
+    let probe = discovery
+        .iter()
+        .find_map(|r| r.probe.clone())
+        .expect("the probe ran");
+    assert!(
+        probe.starts_with("posted to https://"),
+        "the probe posted over TLS: {probe}"
+    );
+    claim(&site, &rack, "web", json!({ "matchLabels": site.labels() })).await;
+    bound_server(&site, "web").await;
+    let records = eventually("the claim's boot fetched its ignition", LONG, async || {
+        let r = rack.firmware.records(bmc, &sys);
+        (r.len() > discovery.len() && r.last()?.ignition.is_some()).then_some(r)
+    })
+    .await;
+    let fetches: Vec<_> = records.iter().flat_map(|r| r.fetches.iter()).collect();
+    assert!(!fetches.is_empty());
+    for f in &fetches {
+        assert!(
+            f.url.starts_with("https://") && f.status == 200,
+            "every boot fetch is HTTPS and answered: {f:?}"
+        );
+    }
+    // No plain HTTP on the boot server's port: a request in clear gets no HTTP answer.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(&rack.boot_addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET /boot.ipxe HTTP/1.1\r\nHost: boot\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "the boot server must not answer plain HTTP: {:?}",
+        String::from_utf8_lossy(&answer)
     );
 }
