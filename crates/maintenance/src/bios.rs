@@ -258,6 +258,7 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
     if !biosplan::all_pending(&facts.pending, desired, &facts.current) {
         let write = bmc.set_bios_attributes(&system, desired).await;
         ctx.requests.observe("bios_settings", &write);
+        ctx.step("bios-settings-sent").await;
         match write {
             Ok(applied) => {
                 let names: Vec<_> = applied.changed.keys().cloned().collect();
@@ -328,12 +329,14 @@ async fn reconcile_one(bs: &BIOSSettings, ctx: &Ctx) -> Result<Action, Error> {
     status.observed_generation = bs.metadata.generation;
     let value = serde_json::to_value(&status).unwrap_or_default();
     writes::apply_status_if_unchanged(&api(ctx), bs, value).await?;
+    ctx.step("bios-reboot-recorded").await;
     let sent = if power == Some(PowerState::On) {
         bmc.restart(&system, false).await
     } else {
         bmc.power_on(&system).await
     };
     ctx.requests.observe("reboot", &sent);
+    ctx.step("bios-reboot-sent").await;
     match sent {
         Ok(_) => ctx.events.normal(
             bs,

@@ -422,8 +422,10 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
             issued.last_transition_time = now();
             status.conditions.push(issued);
             let recorded = record(ctx, bv, &status).await?;
+            ctx.step("bios-update-recorded").await;
             let started = bmc.simple_update(&req).await;
             ctx.requests.observe("firmware_update", &started);
+            ctx.step("bios-update-sent").await;
             match started {
                 Ok(handle) => {
                     let mut task = mirror(handle.monitor.clone(), None);
@@ -539,12 +541,14 @@ async fn reconcile_one(bv: &BIOSVersion, ctx: &Ctx) -> Result<Action, Error> {
             rebooted.last_transition_time = now();
             status.conditions.push(rebooted);
             record(ctx, bv, &status).await?;
+            ctx.step("bios-update-reboot-recorded").await;
             let sent = if on {
                 bmc.restart(&system, false).await
             } else {
                 bmc.power_on(&system).await
             };
             ctx.requests.observe("reboot", &sent);
+            ctx.step("bios-update-reboot-sent").await;
             match sent {
                 Ok(_) => ctx.events.normal(
                     bv,

@@ -335,8 +335,10 @@ async fn ensure_off(ctx: &Ctx, api: &Api<Server>, server: &Server) -> Result<Act
             // Recorded first (resourceVersion precondition): a second reconcile working from
             // the same read cannot also send.
             record(api, server, c).await?;
+            ctx.step("park-power-off-recorded").await;
             ctx.send_power_off(server, &bmc, &system, retry, "park")
                 .await;
+            ctx.step("park-power-off-sent").await;
             Ok(Action::requeue(POWER_POLL))
         }
     }

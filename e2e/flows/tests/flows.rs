@@ -1586,10 +1586,7 @@ async fn discovery_killed_at_every_onboarding_and_reset_step_sends_each_request_
     let secrets: Api<api::bmcsecret::BMCSecret> = Api::all(site.client.clone());
     let mut before = settled_side_effects(&rack, 0).await;
     let mut baseline = None;
-    for (i, at) in std::iter::once(None)
-        .chain(USER.iter().map(Some))
-        .enumerate()
-    {
+    for (i, at) in undisturbed_then(&USER) {
         if let Some(at) = at {
             kill_at(&mut procs, "discovery", &normal, at);
         }
@@ -1640,16 +1637,37 @@ async fn discovery_killed_at_every_onboarding_and_reset_step_sends_each_request_
         let after = settled_side_effects(&rack, 0).await;
         let spent = delta(&before, &after);
         before = after;
-        match &baseline {
-            None => {
-                assert!(
-                    spent.keys().any(|k| k.contains("/AccountService/Accounts")),
-                    "the account is written: {spent:?}"
-                );
-                baseline = Some(spent);
-            }
-            Some(b) => assert_eq!(&spent, b, "{what}: the account is written once"),
+        same_as_undisturbed(&mut baseline, spent, "/AccountService/Accounts", &what);
+    }
+}
+
+/// Rounds of a kill suite: first undisturbed (`None`), then killed at each step in turn.
+fn undisturbed_then(steps: &[&'static str]) -> impl Iterator<Item = (usize, Option<&'static str>)> {
+    std::iter::once(None)
+        .chain(steps.iter().copied().map(Some))
+        .enumerate()
+}
+
+/// Keeps the undisturbed round's requests (which must include one whose key contains
+/// `marker`) and checks that every killed round sent exactly those.
+fn same_as_undisturbed(
+    baseline: &mut Option<BTreeMap<String, u64>>,
+    spent: BTreeMap<String, u64>,
+    marker: &str,
+    what: &str,
+) {
+    match baseline {
+        None => {
+            assert!(
+                spent.keys().any(|k| k.contains(marker)),
+                "{what}: {spent:?}"
+            );
+            *baseline = Some(spent);
         }
+        Some(want) => assert_eq!(
+            &spent, want,
+            "{what}: the undisturbed round's requests, each once"
+        ),
     }
 }
 
@@ -1804,4 +1822,219 @@ async fn in_band_discovery_and_a_claim_boot_over_https() {
         "the boot server must not answer plain HTTP: {:?}",
         String::from_utf8_lossy(&answer)
     );
+}
+
+/// metal-maintenance as a process, SIGKILLed after each BIOS settings step (write, reboot
+/// record, reboot), each BIOS version step (update record and request, reboot record and
+/// request) and each park step (power-off record and request), one server per killed round:
+/// every round sends the mutating requests of the undisturbed round on another server, each
+/// once, and ends Applied / Completed / Parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_killed_at_every_bios_and_park_step_sends_each_request_once() {
+    use api::biossettings::{BIOSSettings, BIOSSettingsState};
+    use api::biosversion::{BIOSVersion, VersionState};
+    const SETTINGS: [&str; 3] = [
+        "bios-settings-sent",
+        "bios-reboot-recorded",
+        "bios-reboot-sent",
+    ];
+    const VERSION: [&str; 4] = [
+        "bios-update-recorded",
+        "bios-update-sent",
+        "bios-update-reboot-recorded",
+        "bios-update-reboot-sent",
+    ];
+    const PARK: [&str; 2] = ["park-power-off-recorded", "park-power-off-sent"];
+    let site = Site::new("e2e-mtkill").await;
+    let rack = Rack::start(&site, "127.85.10.1", vec![default_group(1 + VERSION.len())]).await;
+    let mut procs = start_all(&site, &rack, "out-of-band");
+    let all = wait_states(&site, 1 + VERSION.len(), "Available", "Available").await;
+    let normal = e2e::maintenance_args(&site, &rack);
+    let mut names: Vec<(usize, String)> = all
+        .iter()
+        .map(|s| (sim_system(&rack, s).0, s.name_any()))
+        .collect();
+    names.sort();
+    let settings: Api<BIOSSettings> = Api::all(site.client.clone());
+    let versions: Api<BIOSVersion> = Api::all(site.client.clone());
+
+    // One round per server: undisturbed on the first, killed at one step on each other.
+    async fn round<K, F>(
+        procs: &mut BTreeMap<&'static str, Process>,
+        rack: &Rack,
+        normal: &[String],
+        server: (usize, &str),
+        at: Option<&str>,
+        create: F,
+        done: impl AsyncFn() -> bool,
+    ) -> BTreeMap<String, u64>
+    where
+        F: AsyncFnOnce() -> K,
+    {
+        // Each server's previous round ended settled.
+        let before = side_effects(rack, server.0);
+        if let Some(at) = at {
+            kill_at(procs, "maintenance", normal, at);
+        }
+        create().await;
+        if let Some(at) = at {
+            resume_after_kill(procs, "maintenance", normal, at).await;
+        }
+        let what = format!("{} {at:?}", server.1);
+        eventually(&what, LONG, async || done().await.then_some(())).await;
+        delta(&before, &settled_side_effects(rack, server.0).await)
+    }
+
+    let mut baseline = None;
+    for (i, at) in undisturbed_then(&SETTINGS) {
+        let (b, name) = &names[i];
+        let s = server_by_name(&site, name).await;
+        let version = s
+            .status
+            .as_ref()
+            .and_then(|st| st.bios_version.clone())
+            .expect("BIOS version");
+        let bs_name = format!("{name}-virt");
+        let spent = round(
+            &mut procs,
+            &rack,
+            &normal,
+            (*b, name),
+            at,
+            async || {
+                let bs: BIOSSettings = serde_json::from_value(json!({
+                    "apiVersion": api::API_VERSION, "kind": "BIOSSettings",
+                    "metadata": { "name": bs_name },
+                    "spec": {
+                        "version": version, "serverRef": { "name": name },
+                        "serverMaintenancePolicy": "Enforced",
+                        "settingsFlow": [{ "name": "virtualization", "priority": 1,
+                                           "settings": { "ProcVirtualization": "Disabled" } }],
+                    },
+                }))
+                .expect("settings");
+                settings
+                    .create(&Default::default(), &bs)
+                    .await
+                    .expect("create settings");
+            },
+            async || {
+                let applied = settings
+                    .get(&bs_name)
+                    .await
+                    .ok()
+                    .and_then(|b| b.status?.state)
+                    == Some(BIOSSettingsState::Applied);
+                applied && state(&server_by_name(&site, name).await) == "Available"
+            },
+        )
+        .await;
+        same_as_undisturbed(
+            &mut baseline,
+            spent,
+            "/Bios",
+            &format!("BIOS settings {at:?}"),
+        );
+        settings
+            .delete(&bs_name, &Default::default())
+            .await
+            .expect("delete settings");
+    }
+
+    let mut baseline = None;
+    for (i, at) in undisturbed_then(&VERSION) {
+        let (b, name) = &names[i];
+        let bv_name = format!("{name}-bios");
+        let spent = round(
+            &mut procs,
+            &rack,
+            &normal,
+            (*b, name),
+            at,
+            async || {
+                let bv: BIOSVersion = serde_json::from_value(json!({
+                    "apiVersion": api::API_VERSION, "kind": "BIOSVersion",
+                    "metadata": { "name": bv_name },
+                    "spec": {
+                        "version": "9.9.9", "serverRef": { "name": name },
+                        "serverMaintenancePolicy": "Enforced",
+                        "image": { "URI": "http://127.0.0.1:9/bios-9.9.9.bin" },
+                    },
+                }))
+                .expect("version");
+                versions
+                    .create(&Default::default(), &bv)
+                    .await
+                    .expect("create version");
+            },
+            async || {
+                let completed = versions
+                    .get(&bv_name)
+                    .await
+                    .ok()
+                    .and_then(|v| v.status?.state)
+                    == Some(VersionState::Completed);
+                completed && state(&server_by_name(&site, name).await) == "Available"
+            },
+        )
+        .await;
+        same_as_undisturbed(
+            &mut baseline,
+            spent,
+            "SimpleUpdate",
+            &format!("BIOS version {at:?}"),
+        );
+    }
+
+    // Park a claimed (powered-on) server, undisturbed and killed at each park step; each park
+    // costs one power-off, then an undisturbed unpark boots the claim again.
+    let (b, name) = names[0].clone();
+    claim(
+        &site,
+        &rack,
+        "parked",
+        json!({ "matchLabels": site.labels() }),
+    )
+    .await;
+    let bound = bound_server(&site, "parked").await;
+    let (b, name) = names
+        .iter()
+        .find(|(_, n)| *n == bound)
+        .cloned()
+        .unwrap_or((b, name));
+    wait_sim_power(&site, &rack, &name, "On").await;
+    for (_, at) in undisturbed_then(&PARK) {
+        let spent = round(
+            &mut procs,
+            &rack,
+            &normal,
+            (b, &name),
+            at,
+            async || annotate(&site, &name, "park").await,
+            async || {
+                let s = server_by_name(&site, &name).await;
+                state(&s) == "Parked"
+                    && format!(
+                        "{:?}",
+                        rack.sim
+                            .system_state(b, &sim_system(&rack, &s).1)
+                            .map(|x| x.power_state)
+                            .ok()
+                    ) == "Some(Off)"
+            },
+        )
+        .await;
+        let offs: u64 = spent
+            .iter()
+            .filter(|(k, _)| k.ends_with("ComputerSystem.Reset"))
+            .map(|(_, n)| *n)
+            .sum();
+        assert_eq!(offs, 1, "park killed at {at:?}: one power-off: {spent:?}");
+        annotate(&site, &name, "unpark").await;
+        eventually("unparked and booted", LONG, async || {
+            (state(&server_by_name(&site, &name).await) == "Reserved").then_some(())
+        })
+        .await;
+        wait_sim_power(&site, &rack, &name, "On").await;
+    }
 }
