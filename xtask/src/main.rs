@@ -3,6 +3,7 @@
 mod book;
 mod docs;
 mod fuzz;
+mod images;
 mod up;
 
 use anyhow::{Context as _, bail};
@@ -44,6 +45,15 @@ enum Cmd {
     Crdgen,
     /// Build (or find cached) control-plane binaries and print their directory.
     ControlPlane,
+    /// Build one OCI image layout per deployable (static musl binaries, crane) and print sizes.
+    Images {
+        /// Output directory of the layouts (default: target/images).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also push each image to this registry as `<registry>/<name>:<version>`.
+        #[arg(long)]
+        push: Option<String>,
+    },
     /// Regenerate the book's API reference (docs/reference) from the CRDs; `--build` also
     /// builds the book (installing mdBook into the cache when missing) and checks its links.
     Docs {
@@ -140,6 +150,8 @@ fn test(no_lint: bool, fuzz_seconds: u64, cargo_args: &[String]) -> anyhow::Resu
         "control plane binaries",
         Command::new("bash").arg("e2e/scripts/build-control-plane.sh"),
     )?;
+    // The images' static release build, timed on its own; their test reuses it.
+    images::build(&root(), &target_dir()?, &target_dir()?.join("images"))?;
     run(
         "cargo test",
         cargo().args(["test", "--workspace"]).args(cargo_args),
@@ -196,6 +208,17 @@ fn main() -> anyhow::Result<()> {
                 book::build_and_check(&root(), &out)?;
             }
             Ok(())
+        }
+        Cmd::Images { out, push } => {
+            let out = match out {
+                Some(out) => out,
+                None => target_dir()?.join("images"),
+            };
+            let built = images::build(&root(), &target_dir()?, &out)?;
+            match push {
+                Some(registry) => images::push(&built, &registry),
+                None => Ok(()),
+            }
         }
         Cmd::ControlPlane => {
             let b = testenv::Binaries::locate()?;
