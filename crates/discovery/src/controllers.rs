@@ -77,7 +77,10 @@ where
 {
     let name = obj.meta().name.clone().unwrap_or_default();
     tracing::trace!(kind, %name, "reconcile queued");
-    ctx.wait_ready().await;
+    if !ctx.wait_ready().await {
+        // Stopping before the caches synced: nothing was done, nothing to retry here.
+        return Ok(Action::await_change());
+    }
     let timer = ctx.metrics.reconcile.start(kind);
     match tokio::time::timeout(ctx.cfg.reconcile_timeout, f(obj, ctx.clone())).await {
         Ok(Ok(action)) => {
@@ -308,9 +311,25 @@ pub async fn run_controllers(
         ctx.clone(),
     );
 
+    let shutdown3 = shutdown.clone();
     let ready_task = async move {
-        for rx in &mut ready_rxs {
-            let _ = rx.wait_for(|r| *r).await;
+        let synced = async {
+            for rx in &mut ready_rxs {
+                if rx.wait_for(|r| *r).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        // Leadership lost before the caches synced: drop the sender unsent, so every reconcile
+        // parked in `wait_ready` returns at once instead of holding graceful shutdown past the
+        // fencing margin.
+        let synced = tokio::select! {
+            s = synced => s,
+            _ = shutdown3.cancelled() => false,
+        };
+        if !synced {
+            return;
         }
         let _ = ready_tx.send(true);
         tracing::info!("watch caches synced; reconciling");
@@ -393,9 +412,10 @@ fn slim_server(s: &mut Server) {
 }
 
 impl Ctx {
-    /// Waits until every watch cache has its initial list.
-    pub async fn wait_ready(&self) {
+    /// Waits until every watch cache has its initial list; `false` when the controllers stopped
+    /// first (the reconcile must then do nothing).
+    pub async fn wait_ready(&self) -> bool {
         let mut rx = self.ready.clone();
-        let _ = rx.wait_for(|r| *r).await;
+        rx.wait_for(|r| *r).await.is_ok()
     }
 }

@@ -414,6 +414,13 @@ impl Maintenance {
             events: self.events.clone(),
             backoff: Backoff::default(),
         });
+        // Start only once every cache has synced, and give up at once if leadership goes first:
+        // a reconcile parked on an unsynced cache would hold graceful shutdown past the fencing
+        // margin (the API server down at start-up), and the process would exit to fence.
+        tokio::select! {
+            _ = self.caches.ready() => {}
+            _ = shutdown.cancelled() => return,
+        }
         tracing::info!(identity = %self.config.identity, "maintenance controllers starting");
         tokio::join!(
             servermaintenance::run(ctx.clone(), &self.caches, shutdown.clone()),

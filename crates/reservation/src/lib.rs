@@ -283,6 +283,13 @@ impl Reservation {
             strategy: self.strategy.clone(),
             backoff: Backoff::default(),
         });
+        // Start only once every cache has synced, and give up at once if leadership goes first:
+        // a reconcile parked on an unsynced cache would hold graceful shutdown past the fencing
+        // margin (the API server down at start-up), and the process would exit to fence.
+        tokio::select! {
+            _ = self.caches.ready() => {}
+            _ = shutdown.cancelled() => return,
+        }
         tracing::info!(identity = %self.config.identity, "reservation controllers starting");
         tokio::join!(
             claim::run(ctx.clone(), &self.caches, shutdown.clone()),

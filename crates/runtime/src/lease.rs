@@ -9,9 +9,9 @@
 //!   (robust to clock skew between nodes).
 //! * The holder renews every `retry_period`. If it cannot renew for `renew_deadline`
 //!   (< `lease_duration`), or sees another holder, it steps down: its [`LeaderHandle`] reports
-//!   the loss and [`run_while_leading`] cancels the work, waits at most the remaining fencing
-//!   margin for it to stop, and fails otherwise (the binary then exits). So a replica that lost
-//!   its Lease stops before another can take it.
+//!   the loss and [`run_while_leading`] cancels the work, aborts it if it has not stopped within
+//!   half the remaining fencing margin, and fails (the binary then exits) only if it still runs.
+//!   So a replica that lost its Lease stops before another can take it, and stays a standby.
 //! * On shutdown the holder releases the Lease (empty holder, 1 s duration) after its work has
 //!   stopped, and a standby takes over at once.
 
@@ -481,9 +481,11 @@ where
 
 /// Runs `work` whenever this replica leads, until `shutdown`.
 ///
-/// `work` receives a token that is cancelled when leadership is lost or on shutdown; it must
-/// return promptly then. When leadership is lost, `work` gets the fencing margin to stop, else
-/// this returns [`LeaseError::FencingTimeout`] (the caller exits the process). After `work` has
+/// `work` receives a token that is cancelled when leadership is lost or on shutdown; it should
+/// return promptly then. When leadership is lost, `work` gets half the fencing margin to stop;
+/// then it is aborted (dropped at its next await, like a killed process), and only if even that
+/// does not end it within the margin this returns [`LeaseError::FencingTimeout`] (the caller
+/// exits the process). Work must therefore not `tokio::spawn` side effects that outlive it. After `work` has
 /// stopped on shutdown, the Lease is released so a standby takes over at once.
 pub async fn run_while_leading<F, Fut>(
     mut handle: LeaderHandle,
@@ -513,14 +515,30 @@ where
         };
         token.cancel();
         if lost {
-            if tokio::time::timeout(margin, &mut running).await.is_err() {
+            // Half the margin to stop gracefully; then drop the work wherever it waits (a
+            // reconcile blocked on an API server that waits for etcd, say). Dropping is what a
+            // SIGKILL does, which every step is built to survive, but the process stays up as a
+            // standby. Only work that does not even yield is fenced by exiting.
+            let graceful = margin / 2;
+            if tokio::time::timeout(graceful, &mut running).await.is_ok() {
+                tracing::info!(lease = %handle.params.key(), "work stopped after losing leadership");
+            } else {
                 running.abort();
-                return Err(LeaseError::FencingTimeout {
-                    lease: handle.params.key(),
-                    margin,
-                });
+                if tokio::time::timeout(margin - graceful, &mut running)
+                    .await
+                    .is_err()
+                {
+                    return Err(LeaseError::FencingTimeout {
+                        lease: handle.params.key(),
+                        margin,
+                    });
+                }
+                tracing::warn!(
+                    lease = %handle.params.key(),
+                    after = ?graceful,
+                    "work did not stop after losing leadership; aborted it"
+                );
             }
-            tracing::info!(lease = %handle.params.key(), "work stopped after losing leadership");
         } else {
             let _ = running.await;
             handle.release().await;

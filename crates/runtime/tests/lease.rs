@@ -310,9 +310,12 @@ async fn a_slow_api_server_does_not_cost_the_lease() {
     );
 }
 
-#[tokio::test]
-async fn leader_that_cannot_renew_stops_before_another_starts() {
-    let (client, ns) = testenv::setup("lease-fence").await;
+/// A direct client, its test namespace, and a second client whose connection is cut when the
+/// token is cancelled.
+async fn behind_a_cuttable_proxy(
+    prefix: &str,
+) -> (kube::Client, String, CancellationToken, kube::Client) {
+    let (client, ns) = testenv::setup(prefix).await;
     let cut = CancellationToken::new();
     let c = cut.clone();
     let proxied = client_via(
@@ -320,15 +323,17 @@ async fn leader_that_cannot_renew_stops_before_another_starts() {
         Duration::from_millis(300),
     )
     .await;
+    (client, ns.name.clone(), cut, proxied)
+}
 
-    let params = |id: &str| {
-        LeaseParams::new(
-            "fence",
-            ns.name.clone(),
-            id,
-            Duration::from_secs_f64(LEASE_SECS),
-        )
-    };
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+#[tokio::test]
+async fn leader_that_cannot_renew_stops_before_another_starts() {
+    let (client, ns, cut, proxied) = behind_a_cuttable_proxy("lease-fence").await;
+    let params = |id: &str| LeaseParams::new("fence", ns.clone(), id, secs(LEASE_SECS));
     // Replica A (through the proxy) leads first and ticks while it leads.
     let ticks = Arc::new(AtomicU64::new(0));
     let stopped_at: Arc<Mutex<Option<Instant>>> = Arc::default();
@@ -385,5 +390,55 @@ async fn leader_that_cannot_renew_stops_before_another_starts() {
     );
     shutdown_a.cancel();
     let _ = run_a.await;
+    b.release().await;
+}
+
+/// Work that ignores its token (a reconcile waiting on an API server that waits for etcd) is
+/// dropped within the fencing margin, before another replica leads; the replica stays up as a
+/// standby instead of exiting.
+#[tokio::test]
+async fn work_that_ignores_the_loss_is_aborted_and_the_replica_stands_by() {
+    let (client, ns, cut, proxied) = behind_a_cuttable_proxy("lease-abort").await;
+    let params = |id: &str| LeaseParams::new("abort", ns.clone(), id, secs(LEASE_SECS));
+    let ticks = Arc::new(AtomicU64::new(0));
+    let a = spawn(proxied, params("a"), None);
+    let shutdown_a = CancellationToken::new();
+    let t = ticks.clone();
+    let run_a = tokio::spawn(run_while_leading(a, shutdown_a.clone(), move |_token| {
+        let t = t.clone();
+        async move {
+            loop {
+                t.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }));
+    wait_for("a to tick", Duration::from_secs(15), || {
+        ticks.load(Ordering::SeqCst) > 5
+    })
+    .await;
+
+    let mut b = spawn(client.clone(), params("b"), None);
+    cut.cancel();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(15), b.acquired())
+            .await
+            .unwrap_or(false),
+        "b never became leader"
+    );
+    let at_b = ticks.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        ticks.load(Ordering::SeqCst),
+        at_b,
+        "a's work still ran after b took over"
+    );
+    assert!(!run_a.is_finished(), "a exited instead of standing by");
+    shutdown_a.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(10), run_a)
+        .await
+        .expect("a stops on shutdown")
+        .expect("no panic");
+    assert!(result.is_ok(), "{result:?}");
     b.release().await;
 }

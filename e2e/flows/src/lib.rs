@@ -244,7 +244,10 @@ impl Process {
             .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
             .arg(format!("--admin-addr={}", self.admin))
             .args(&self.args)
-            .env("METAL_LOG", "info")
+            .env(
+                "METAL_LOG",
+                std::env::var("METAL_E2E_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("POD_NAME", format!("{}-{}", self.name, self.starts))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
