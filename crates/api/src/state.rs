@@ -57,6 +57,8 @@ pub fn transition_owner(from: Option<ServerState>, to: ServerState) -> Option<Co
     use ServerState::*;
     let owner = match (from, to) {
         (None, Initial)
+        // Out-of-band: the inventory is read and recorded in one write.
+        | (None | Some(Initial), Available)
         | (Some(Initial), Discovery)
         | (Some(Discovery), Available)
         | (Some(Discovery), Initial)
@@ -118,6 +120,8 @@ mod tests {
     /// The complete list of allowed transitions; anything else must be rejected.
     const EXPECTED: &[(Option<ServerState>, ServerState, Controller)] = &[
         (None, Initial, D),
+        (None, Available, D),
+        (Some(Initial), Available, D),
         (Some(Initial), Discovery, D),
         (Some(Discovery), Available, D),
         (Some(Discovery), Initial, D),
@@ -170,7 +174,6 @@ mod tests {
     #[test]
     fn sample_of_rejected_transitions() {
         let rejected = [
-            (Some(Initial), Available),
             (Some(Initial), Reserved),
             (Some(Discovery), Reserved),
             (Some(Available), Discovery),
@@ -181,7 +184,6 @@ mod tests {
             (Some(Parked), Maintenance),
             (Some(Initial), Maintenance),
             (Some(Released), Parked),
-            (None, Available),
             (None, Maintenance),
             (Some(Cleaning), Reserved),
             (Some(Available), Cleaning),

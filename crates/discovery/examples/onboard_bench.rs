@@ -284,6 +284,45 @@ async fn main() -> anyhow::Result<()> {
     eprintln!(
         "(discovery counted {client_requests} Redfish requests; the simulator {sim_requests})"
     );
+    // Where the requests and writes go, per server, so a change to either shows its cause.
+    let mut by_request: std::collections::BTreeMap<String, u64> = Default::default();
+    for i in 0..infos.len() {
+        if let Ok(c) = sim.request_counts(i) {
+            for (k, v) in c.by_request {
+                *by_request.entry(k).or_default() += v;
+            }
+        }
+    }
+    println!();
+    println!("| Redfish request | per server |");
+    println!("|---|---|");
+    for (k, v) in &by_request {
+        println!("| `{k}` | {:.2} |", *v as f64 / n);
+    }
+    println!();
+    println!("| API write (kind, op) | per server |");
+    println!("|---|---|");
+    for l in metrics
+        .lines()
+        .filter(|l| l.starts_with("metal_discovery_api_writes_total{"))
+    {
+        if let Some((labels, v)) = l.rsplit_once(' ') {
+            let v: f64 = v.parse().unwrap_or(0.0);
+            let labels = labels.trim_start_matches("metal_discovery_api_writes_total");
+            println!("| `{labels}` | {:.2} |", v / n);
+        }
+    }
+    println!(
+        "bench onboard bmcs={} latency_ms={} concurrency={} wall_s={:.2} redfish_per_server={:.2} api_writes_per_server={:.2} peak_rss_mib={:.1} settled_rss_mib={:.1}",
+        args.bmcs,
+        args.latency_ms,
+        args.concurrency,
+        wall.as_secs_f64(),
+        sim_requests as f64 / n,
+        writes / n,
+        hwm as f64 / 1024.0,
+        settled as f64 / 1024.0
+    );
     sim.shutdown().await;
     drop(cp);
     Ok(())

@@ -175,14 +175,15 @@ fn status_body(name: &str, s: &BMCStatus) -> Result<Value> {
     )
 }
 
-async fn write_status(ctx: &Ctx, bmc: &BMC, new: &BMCStatus) -> Result<()> {
+async fn write_status(ctx: &Ctx, bmc: &BMC, new: &BMCStatus) -> Result<Option<String>> {
     let current = bmc.status.clone().unwrap_or_default();
     if &current == new {
-        return Ok(());
+        return Ok(bmc.metadata.resource_version.clone());
     }
     let name = bmc.name_any();
     let api: Api<BMC> = Api::all(ctx.client.clone());
-    ctx.apply_status(&api, &name, &status_body(&name, new)?)
+    let written = ctx
+        .apply_status(&api, &name, &status_body(&name, new)?)
         .await?;
     let old_ready = conditions::get(&current.conditions, condition_types::READY);
     let new_ready = conditions::get(&new.conditions, condition_types::READY);
@@ -197,7 +198,42 @@ async fn write_status(ctx: &Ctx, bmc: &BMC, new: &BMCStatus) -> Result<()> {
         ctx.event(bmc, t, &nr.reason, "Connect", nr.message.clone())
             .await;
     }
-    Ok(())
+    Ok(written.metadata.resource_version)
+}
+
+/// What a full refresh of `bmc` is made from besides the hardware (pure): the BMC object, its
+/// BMCSecret and its Endpoint, by `resourceVersion`. Equal inputs within the refresh interval
+/// mean a trigger brought nothing new (typically the echo of the refresh's own status write).
+pub fn inputs(
+    bmc_version: Option<&str>,
+    secret_version: Option<&str>,
+    endpoint_version: Option<&str>,
+) -> String {
+    format!(
+        "{}/{}/{}",
+        bmc_version.unwrap_or_default(),
+        secret_version.unwrap_or_default(),
+        endpoint_version.unwrap_or_default()
+    )
+}
+
+/// [`inputs`] of `bmc` as cached now, with the BMC at `bmc_version`.
+fn inputs_now(ctx: &Ctx, bmc: &BMC, bmc_version: Option<&str>) -> String {
+    let secret = ctx.secret(&bmc.spec.bmc_secret_ref.name);
+    let endpoint = bmc
+        .spec
+        .endpoint_ref
+        .as_ref()
+        .and_then(|r| ctx.endpoints.get(&ObjectRef::new(&r.name)));
+    inputs(
+        bmc_version,
+        secret
+            .as_ref()
+            .and_then(|s| s.metadata.resource_version.as_deref()),
+        endpoint
+            .as_ref()
+            .and_then(|e| e.metadata.resource_version.as_deref()),
+    )
 }
 
 /// IP and MAC of the BMC: `spec.access`, else its Endpoint.
@@ -279,8 +315,10 @@ async fn manager(
     let id = match ctx.manager_id(&name) {
         Some(id) => id,
         None => {
-            let managers = client.managers().await?;
-            let Some(m) = select_manager(&managers, bmc.spec.bmc_uuid.as_deref()) else {
+            // The listing holds each Manager whole: pick ours from it, no second read.
+            let mut managers = client.manager_resources().await?;
+            let summaries: Vec<_> = managers.iter().filter_map(ManagerSummary::of).collect();
+            let Some(m) = select_manager(&summaries, bmc.spec.bmc_uuid.as_deref()) else {
                 return Err(IoFailure {
                     reason: reasons::UNKNOWN_ERROR,
                     message: match &bmc.spec.bmc_uuid {
@@ -290,7 +328,9 @@ async fn manager(
                 });
             };
             ctx.set_manager_id(&name, Some(m.odata_id.clone()));
-            m.odata_id.clone()
+            let chosen = Some(m.odata_id.clone());
+            let at = managers.iter().position(|r| r.odata_id == chosen);
+            return Ok(managers.swap_remove(at.unwrap_or_default()));
         }
     };
     Ok(client.manager(&id).await?)
@@ -388,8 +428,17 @@ pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Ctx>) -> Result<Action> {
         ctx.clients.forget(&name).await;
         ctx.metrics.forget_bmc(&name);
         ctx.set_manager_id(&name, None);
+        ctx.set_refreshed(&name, None);
         return Ok(Action::await_change());
     }
+    if let Some(left) = ctx.fresh_for(
+        &name,
+        &inputs_now(&ctx, &bmc, bmc.metadata.resource_version.as_deref()),
+        ctx.cfg.bmc_refresh_interval,
+    ) {
+        return Ok(Action::requeue(left.max(Duration::from_millis(100))));
+    }
+    ctx.set_refreshed(&name, None);
     let current = bmc.status.clone().unwrap_or_default();
     let generation = bmc.metadata.generation;
     let reset_cond = conditions::get(&current.conditions, condition_types::RESET).cloned();
@@ -496,14 +545,16 @@ pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Ctx>) -> Result<Action> {
         Err(e) => return fail(&ctx, &bmc, &current, e.into(), resetting).await,
     };
     ctx.metrics.bmc_reachable(&name, true);
-    ensure_servers(&ctx, &bmc, &systems).await?;
+    // Ready first, then the Servers: a new Server's first reconcile then finds its BMC Ready.
     let (ip, mac) = address(&ctx, &bmc);
-    write_status(
+    let version = write_status(
         &ctx,
         &bmc,
         &connected_status(&current, &m, ip, mac, generation),
     )
     .await?;
+    ensure_servers(&ctx, &bmc, &systems).await?;
+    ctx.set_refreshed(&name, Some(inputs_now(&ctx, &bmc, version.as_deref())));
     ctx.succeeded(&name);
     Ok(Action::requeue(jitter(ctx.cfg.bmc_refresh_interval, 0.1)))
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use api::bmc::BMC;
 use api::bmcsecret::BMCSecret;
@@ -57,6 +57,7 @@ pub struct Ctx {
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
     manager_ids: Mutex<HashMap<String, String>>,
+    refreshed: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -118,6 +119,7 @@ impl Ctx {
             recorder,
             failures: Mutex::new(HashMap::new()),
             manager_ids: Mutex::new(HashMap::new()),
+            refreshed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -261,6 +263,34 @@ impl Ctx {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match id {
             Some(id) => m.insert(bmc.to_string(), id),
+            None => m.remove(bmc),
+        };
+    }
+}
+
+impl Ctx {
+    /// How long the last full refresh of `bmc` stays good, if it was made from exactly these
+    /// inputs (see [`crate::bmc::inputs`]) less than `interval` ago. Its own status write
+    /// triggers the BMC again; this makes that echo free instead of a second round of reads.
+    pub fn fresh_for(&self, bmc: &str, inputs: &str, interval: Duration) -> Option<Duration> {
+        let m = self
+            .refreshed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (seen, at) = m.get(bmc)?;
+        (seen == inputs)
+            .then(|| interval.checked_sub(at.elapsed()))
+            .flatten()
+    }
+
+    /// Records a successful full refresh of `bmc` from `inputs` (or forgets it, with `None`).
+    pub fn set_refreshed(&self, bmc: &str, inputs: Option<String>) {
+        let mut m = self
+            .refreshed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match inputs {
+            Some(i) => m.insert(bmc.to_string(), (i, Instant::now())),
             None => m.remove(bmc),
         };
     }

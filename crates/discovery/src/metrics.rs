@@ -328,6 +328,16 @@ impl DiscoveryMetrics {
             .inc();
     }
 
+    /// API writes of one kind and operation so far (what a cost test pins).
+    pub fn writes(&self, kind: &str, op: &str) -> u64 {
+        self.api_writes
+            .get(&WriteLabels {
+                kind: kind.into(),
+                op: op.into(),
+            })
+            .map_or(0, |c| c.get())
+    }
+
     /// Total API writes so far (benchmark).
     pub fn writes_total(&self) -> u64 {
         let mut total = 0;

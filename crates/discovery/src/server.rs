@@ -258,6 +258,13 @@ pub async fn reconcile(server: Arc<Server>, ctx: Arc<Ctx>) -> Result<Action> {
         {
             Ok(Action::requeue(Duration::from_secs(10)))
         }
+        // Out-of-band with nothing to power off, a round is reads and one write: go straight
+        // from no status to Available (a kill before the write just reads again).
+        Phase::New
+            if mode(&ctx, &server) == InspectionMode::OutOfBand && !ctx.cfg.enforce_first_boot =>
+        {
+            initial(&ctx, &server).await
+        }
         Phase::New => {
             let mut s = status.clone();
             s.state = Some(ServerState::Initial);
@@ -394,8 +401,16 @@ async fn hardware(ctx: &Ctx, server: &Server) -> Result<std::result::Result<Hard
 }
 
 async fn bmc_not_ready(ctx: &Ctx, server: &Server, why: &str) -> Result<Action> {
+    // A server just created by its BMC's refresh is often seen before that refresh's Ready
+    // status reaches our BMC cache: look again shortly instead of recording a condition.
+    if server.status.is_none() && age(server) < NEW_SERVER_PATIENCE {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     not_discovered(ctx, server, reasons::BMC_NOT_READY, why).await
 }
+
+/// How long a server without status waits quietly for its BMC to show Ready.
+const NEW_SERVER_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The BMC answers but the inventory cannot be read: `Discovered=False/InventoryUnreadable`
 /// (its age decides when the server goes to Error).
@@ -482,6 +497,10 @@ async fn initial(ctx: &Ctx, server: &Server) -> Result<Action> {
     let mode = mode(ctx, server);
     let mut s = server.status.clone().unwrap_or_default();
     apply_inventory(&mut s, &inv);
+    if mode == InspectionMode::OutOfBand {
+        // Nothing happens between recording the inventory and being done: one write.
+        return finish_out_of_band(ctx, server, s).await;
+    }
     s.state = Some(ServerState::Discovery);
     conditions::remove(&mut s.conditions, condition_types::POWERING_ON);
     let (reason, msg) = match mode {
@@ -507,6 +526,19 @@ async fn initial(ctx: &Ctx, server: &Server) -> Result<Action> {
     )
     .await?;
     discovery(ctx, &updated, Some((hw, inv))).await
+}
+
+/// Records the inventory read over Redfish and `Available` in one write.
+async fn finish_out_of_band(ctx: &Ctx, server: &Server, s: ServerStatus) -> Result<Action> {
+    finish(
+        ctx,
+        server,
+        s,
+        reasons::INVENTORY_READ,
+        "inventory read over Redfish",
+        InspectionMode::OutOfBand,
+    )
+    .await
 }
 
 fn unreachable_step() -> Result<Action> {
@@ -575,15 +607,7 @@ async fn discovery(
                 }
             }
         }
-        return finish(
-            ctx,
-            server,
-            s,
-            reasons::INVENTORY_READ,
-            "inventory read over Redfish",
-            mode,
-        )
-        .await;
+        return finish_out_of_band(ctx, server, s).await;
     }
     in_band(ctx, server, hw).await
 }

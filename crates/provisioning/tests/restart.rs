@@ -100,11 +100,7 @@ async fn killed_at_random_points_the_flows_complete_without_repeats() {
         ..common::fast_knobs()
     };
     let h = Harness::new("prov-chaos", opts).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testenv::unused_port();
     let log = std::env::temp_dir().join(format!("{}.log", h.shard));
     let mut ctl = Controller {
         child: None,

@@ -215,10 +215,34 @@ fn spawn_logged(
 }
 
 fn free_port() -> Result<u16, Error> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(io_err("binding a free port"))?;
-    Ok(l.local_addr()
-        .map_err(io_err("reading local address"))?
-        .port())
+    Ok(unused_port())
+}
+
+/// A port on 127.0.0.1 that is free now and stays free until a process we start binds it.
+///
+/// Not `bind(:0)`: that hands out a port of the kernel's ephemeral range, which any outgoing
+/// connection (a controller's to the API server, say) may take as its source port before the
+/// process we pass it to binds it; under load that failed a test with "Address already in use".
+/// Ports below the ephemeral range are never taken that way, and a process-wide cursor (offset
+/// by the process id, for concurrent test binaries) keeps this process from handing one out twice.
+pub fn unused_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let floor = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, floor.clamp(11_000, 65_535));
+    let span = high - low;
+    let offset = ((u64::from(std::process::id()) * 7919) % u64::from(span)) as u32;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = low + (offset + n) % span;
+        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    panic!("no unused port in {low}..{high}");
 }
 
 fn log_tail(path: &Path) -> String {

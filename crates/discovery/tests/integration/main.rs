@@ -6,6 +6,7 @@ mod support;
 
 mod accounts;
 mod bmc_conditions;
+mod cost;
 mod inband;
 mod onboard;
 mod process;

@@ -95,8 +95,9 @@ impl Client {
         Ok(out)
     }
 
-    /// Lists the managers (BMCs) of the service.
-    pub async fn managers(&self) -> Result<Vec<ManagerSummary>, Error> {
+    /// Lists the managers (BMCs) of the service, whole: a caller that needs one of them in full
+    /// need not read it again.
+    pub async fn manager_resources(&self) -> Result<Vec<Manager>, Error> {
         let ctx = self.ctx();
         self.within(&ctx, async {
             let root = self.service_root_ctx(&ctx).await?;
@@ -107,29 +108,46 @@ impl Client {
             let values = self.collection_values(&ctx, &link.odata_id, levels).await?;
             Ok(values
                 .into_iter()
-                .filter_map(|v| {
-                    let m: Manager = serde_json::from_value(v).ok()?;
-                    Some(ManagerSummary {
-                        odata_id: m.odata_id.clone()?,
-                        has_graphical_console: m.graphical_console.as_ref().is_some_and(|g| {
-                            g.max_concurrent_sessions.unwrap_or(0) > 0
-                                || !g.connect_types_supported.is_empty()
-                        }),
-                        id: m.id,
-                        uuid: m.uuid,
-                        name: m.name,
-                        manager_type: m.manager_type,
-                        manufacturer: m.manufacturer,
-                        model: m.model,
-                        firmware_version: m.firmware_version,
-                        power_state: m.power_state,
-                    })
-                })
+                .filter_map(|v| serde_json::from_value::<Manager>(v).ok())
+                .filter(|m| m.odata_id.is_some())
                 .collect())
         })
         .await
     }
 
+    /// Lists the managers (BMCs) of the service.
+    pub async fn managers(&self) -> Result<Vec<ManagerSummary>, Error> {
+        Ok(self
+            .manager_resources()
+            .await?
+            .iter()
+            .filter_map(ManagerSummary::of)
+            .collect())
+    }
+}
+
+impl ManagerSummary {
+    /// The summary of a Manager resource; `None` without `@odata.id`.
+    pub fn of(m: &Manager) -> Option<Self> {
+        let m = m.clone();
+        Some(ManagerSummary {
+            odata_id: m.odata_id.clone()?,
+            has_graphical_console: m.graphical_console.as_ref().is_some_and(|g| {
+                g.max_concurrent_sessions.unwrap_or(0) > 0 || !g.connect_types_supported.is_empty()
+            }),
+            id: m.id,
+            uuid: m.uuid,
+            name: m.name,
+            manager_type: m.manager_type,
+            manufacturer: m.manufacturer,
+            model: m.model,
+            firmware_version: m.firmware_version,
+            power_state: m.power_state,
+        })
+    }
+}
+
+impl Client {
     /// Reads one ComputerSystem.
     pub async fn system(&self, system: &str) -> Result<ComputerSystem, Error> {
         self.get(system).await
