@@ -34,30 +34,28 @@ struct NotReady {
     message: String,
 }
 
-/// Picks the Manager that is "the" BMC: the one with `uuid` when the spec pins it, else the
-/// first `BMC`-type manager with a graphical console, else the lowest `@odata.id` (upstream
-/// `DiscoverManager`).
-pub fn select_manager<'a>(
-    managers: &'a [ManagerSummary],
-    uuid: Option<&str>,
-) -> Option<&'a ManagerSummary> {
+/// Picks the Manager that is "the" BMC, as an index into `managers`: the one with `uuid` when
+/// the spec pins it, else the first `BMC`-type manager with a graphical console, else the lowest
+/// `@odata.id` (upstream `DiscoverManager`). An index, so callers holding the full resources
+/// next to the summaries take theirs without a second lookup.
+pub fn select_manager(managers: &[ManagerSummary], uuid: Option<&str>) -> Option<usize> {
     if let Some(uuid) = uuid.filter(|u| !u.is_empty()) {
-        return managers.iter().find(|m| {
+        return managers.iter().position(|m| {
             m.uuid
                 .as_deref()
                 .is_some_and(|u| u.eq_ignore_ascii_case(uuid))
         });
     }
-    let mut sorted: Vec<&ManagerSummary> = managers.iter().collect();
-    sorted.sort_by(|a, b| a.odata_id.cmp(&b.odata_id));
+    let mut sorted: Vec<usize> = (0..managers.len()).collect();
+    sorted.sort_by(|&a, &b| managers[a].odata_id.cmp(&managers[b].odata_id));
+    let is_bmc = |m: &ManagerSummary| m.manager_type.as_deref() == Some("BMC");
     sorted
         .iter()
-        .find(|m| m.has_graphical_console && m.manager_type.as_deref().is_none_or(|t| t == "BMC"))
-        .or_else(|| {
-            sorted
-                .iter()
-                .find(|m| m.manager_type.as_deref() == Some("BMC"))
+        .find(|&&i| {
+            let m = &managers[i];
+            m.has_graphical_console && (m.manager_type.is_none() || is_bmc(m))
         })
+        .or_else(|| sorted.iter().find(|&&i| is_bmc(&managers[i])))
         .or(sorted.first())
         .copied()
 }
@@ -220,11 +218,7 @@ pub fn inputs(
 /// [`inputs`] of `bmc` as cached now, with the BMC at `bmc_version`.
 fn inputs_now(ctx: &Ctx, bmc: &BMC, bmc_version: Option<&str>) -> String {
     let secret = ctx.secret(&bmc.spec.bmc_secret_ref.name);
-    let endpoint = bmc
-        .spec
-        .endpoint_ref
-        .as_ref()
-        .and_then(|r| ctx.endpoints.get(&ObjectRef::new(&r.name)));
+    let endpoint = endpoint_of(ctx, bmc);
     inputs(
         bmc_version,
         secret
@@ -236,17 +230,18 @@ fn inputs_now(ctx: &Ctx, bmc: &BMC, bmc_version: Option<&str>) -> String {
     )
 }
 
+/// The cached Endpoint `spec.endpointRef` names, if any.
+fn endpoint_of(ctx: &Ctx, bmc: &BMC) -> Option<std::sync::Arc<api::endpoint::Endpoint>> {
+    let r = bmc.spec.endpoint_ref.as_ref()?;
+    ctx.endpoints.get(&ObjectRef::new(&r.name))
+}
+
 /// IP and MAC of the BMC: `spec.access`, else its Endpoint.
 fn address(ctx: &Ctx, bmc: &BMC) -> (Option<String>, Option<String>) {
     if let Some(a) = &bmc.spec.access {
         return (a.ip.clone(), a.mac_address.clone());
     }
-    let ep = bmc
-        .spec
-        .endpoint_ref
-        .as_ref()
-        .and_then(|r| ctx.endpoints.get(&ObjectRef::new(&r.name)));
-    match ep {
+    match endpoint_of(ctx, bmc) {
         Some(ep) => (ep.spec.ip.clone(), ep.spec.mac_address.clone()),
         None => (None, None),
     }
@@ -316,9 +311,13 @@ async fn manager(
         Some(id) => id,
         None => {
             // The listing holds each Manager whole: pick ours from it, no second read.
-            let mut managers = client.manager_resources().await?;
-            let summaries: Vec<_> = managers.iter().filter_map(ManagerSummary::of).collect();
-            let Some(m) = select_manager(&summaries, bmc.spec.bmc_uuid.as_deref()) else {
+            let (mut managers, summaries): (Vec<Manager>, Vec<ManagerSummary>) = client
+                .manager_resources()
+                .await?
+                .into_iter()
+                .filter_map(|m| ManagerSummary::of(&m).map(|s| (m, s)))
+                .unzip();
+            let Some(at) = select_manager(&summaries, bmc.spec.bmc_uuid.as_deref()) else {
                 return Err(IoFailure {
                     reason: reasons::UNKNOWN_ERROR,
                     message: match &bmc.spec.bmc_uuid {
@@ -327,10 +326,8 @@ async fn manager(
                     },
                 });
             };
-            ctx.set_manager_id(&name, Some(m.odata_id.clone()));
-            let chosen = Some(m.odata_id.clone());
-            let at = managers.iter().position(|r| r.odata_id == chosen);
-            return Ok(managers.swap_remove(at.unwrap_or_default()));
+            ctx.set_manager_id(&name, Some(summaries[at].odata_id.clone()));
+            return Ok(managers.swap_remove(at));
         }
     };
     Ok(client.manager(&id).await?)
@@ -723,12 +720,12 @@ mod tests {
             ms("/redfish/v1/Managers/1", "A", Some("BMC"), true),
         ];
         assert_eq!(
-            select_manager(&ms, None).unwrap().uuid.as_deref(),
-            Some("A")
+            select_manager(&ms, None).map(|i| ms[i].uuid.as_deref()),
+            Some(Some("A"))
         );
         assert_eq!(
-            select_manager(&ms, Some("b")).unwrap().uuid.as_deref(),
-            Some("B")
+            select_manager(&ms, Some("b")).map(|i| ms[i].uuid.as_deref()),
+            Some(Some("B"))
         );
         assert!(select_manager(&ms, Some("C")).is_none());
         assert!(select_manager(&[], None).is_none());

@@ -53,7 +53,6 @@ pub struct Ctx {
     pub servers: Store<Server>,
     /// Internal discovery boot configurations in the manager namespace.
     pub internal_sbcs: Store<ServerBootConfiguration>,
-    pub(crate) ready: tokio::sync::watch::Receiver<bool>,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
     manager_ids: Mutex<HashMap<String, String>>,
@@ -81,8 +80,6 @@ pub struct Stores {
     pub servers: Store<Server>,
     /// Internal discovery boot configurations.
     pub internal_sbcs: Store<ServerBootConfiguration>,
-    /// Becomes `true` once every cache above has its initial list.
-    pub ready: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Ctx {
@@ -115,7 +112,6 @@ impl Ctx {
             endpoints: stores.endpoints,
             servers: stores.servers,
             internal_sbcs: stores.internal_sbcs,
-            ready: stores.ready,
             recorder,
             failures: Mutex::new(HashMap::new()),
             manager_ids: Mutex::new(HashMap::new()),

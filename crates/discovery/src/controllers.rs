@@ -68,7 +68,7 @@ fn error_policy<K: Resource>(kind: &'static str) -> impl Fn(Arc<K>, &Error, Arc<
     }
 }
 
-/// Runs one reconcile under the deadline, with metrics; waits for the caches first.
+/// Runs one reconcile under the deadline, with metrics.
 async fn guarded<K, F, Fut>(kind: &'static str, obj: Arc<K>, ctx: Arc<Ctx>, f: F) -> Result<Action>
 where
     K: Resource,
@@ -77,10 +77,6 @@ where
 {
     let name = obj.meta().name.clone().unwrap_or_default();
     tracing::trace!(kind, %name, "reconcile queued");
-    if !ctx.wait_ready().await {
-        // Stopping before the caches synced: nothing was done, nothing to retry here.
-        return Ok(Action::await_change());
-    }
     let timer = ctx.metrics.reconcile.start(kind);
     match tokio::time::timeout(ctx.cfg.reconcile_timeout, f(obj, ctx.clone())).await {
         Ok(Ok(action)) => {
@@ -171,14 +167,12 @@ pub async fn run_controllers(
     let mut ready_rxs: Vec<tokio::sync::watch::Receiver<bool>> =
         caches.iter().map(|c| c.ready.clone()).collect();
 
-    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
     let stores = Stores {
         bmcs,
         secrets,
         endpoints,
         servers,
         internal_sbcs: sbcs,
-        ready: ready_rx,
     };
     metrics.set_server_store(stores.servers.clone());
     let mut client_options = opts.client_options.clone();
@@ -311,49 +305,48 @@ pub async fn run_controllers(
         ctx.clone(),
     );
 
-    let shutdown3 = shutdown.clone();
-    let ready_task = async move {
-        let synced = async {
-            for rx in &mut ready_rxs {
-                if rx.wait_for(|r| *r).await.is_err() {
-                    return false;
+    // The controllers start only once every cache synced (a reconcile must not act on a partial
+    // view), and not at all when leadership goes first: nothing parked on an unsynced cache can
+    // then hold graceful shutdown past the fencing margin.
+    let work = {
+        let shutdown = shutdown.clone();
+        async move {
+            let synced = async {
+                for rx in &mut ready_rxs {
+                    if rx.wait_for(|r| *r).await.is_err() {
+                        return false;
+                    }
                 }
+                true
+            };
+            let synced = tokio::select! {
+                s = synced => s,
+                _ = shutdown.cancelled() => false,
+            };
+            if !synced {
+                return;
             }
-            true
-        };
-        // Leadership lost before the caches synced: drop the sender unsent, so every reconcile
-        // parked in `wait_ready` returns at once instead of holding graceful shutdown past the
-        // fencing margin.
-        let synced = tokio::select! {
-            s = synced => s,
-            _ = shutdown3.cancelled() => false,
-        };
-        if !synced {
-            return;
-        }
-        let _ = ready_tx.send(true);
-        tracing::info!("watch caches synced; reconciling");
-        if let Some(g) = ready {
-            g.ready();
+            tracing::info!("watch caches synced; reconciling");
+            if let Some(g) = ready {
+                g.ready();
+            }
+            futures::future::join4(
+                drain(endpoint_run, "endpoint"),
+                drain(bmc_run, "bmc"),
+                drain(server_run, "server"),
+                drain(user_run, "bmcuser"),
+            )
+            .await;
         }
     };
-    let shutdown2 = shutdown.clone();
     let reflectors = async move {
         let all = futures::future::join_all(caches.into_iter().map(|c| c.run));
         tokio::select! {
             _ = all => {}
-            _ = shutdown2.cancelled() => {}
+            _ = shutdown.cancelled() => {}
         }
     };
-    futures::future::join(
-        futures::future::join3(reflectors, ready_task, drain(endpoint_run, "endpoint")),
-        futures::future::join3(
-            drain(bmc_run, "bmc"),
-            drain(server_run, "server"),
-            drain(user_run, "bmcuser"),
-        ),
-    )
-    .await;
+    futures::future::join(reflectors, work).await;
     Ok(())
 }
 
@@ -408,14 +401,5 @@ fn slim_server(s: &mut Server) {
         st.processors.clear();
         st.storages.clear();
         st.network_interfaces.clear();
-    }
-}
-
-impl Ctx {
-    /// Waits until every watch cache has its initial list; `false` when the controllers stopped
-    /// first (the reconcile must then do nothing).
-    pub async fn wait_ready(&self) -> bool {
-        let mut rx = self.ready.clone();
-        rx.wait_for(|r| *r).await.is_ok()
     }
 }

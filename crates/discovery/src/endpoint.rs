@@ -74,7 +74,8 @@ async fn try_credentials(
         .map_err(|e| e.to_string())?;
         match client.managers().await {
             Ok(managers) => {
-                let uuid = crate::bmc::select_manager(&managers, None).and_then(|m| m.uuid.clone());
+                let uuid = crate::bmc::select_manager(&managers, None)
+                    .and_then(|i| managers[i].uuid.clone());
                 let _ = client.logout().await;
                 return Ok((i, uuid));
             }

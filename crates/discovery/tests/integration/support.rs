@@ -402,7 +402,6 @@ pub fn bare_ctx(client: kube::Client, cfg: Config, metrics: DiscoveryMetrics) ->
             endpoints,
             servers,
             internal_sbcs,
-            ready: tokio::sync::watch::channel(true).1,
         },
     )
 }
