@@ -44,6 +44,10 @@ struct Args {
     /// Seconds to wait after all are Available before reading the settled RSS.
     #[arg(long, default_value_t = 30)]
     settle_secs: u64,
+    /// Run discovery under this program (for example `heaptrack` to profile its memory); the
+    /// RSS figures are then the wrapper's.
+    #[arg(long)]
+    wrap: Option<String>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 1800)]
     timeout_secs: u64,
@@ -193,7 +197,15 @@ async fn main() -> anyhow::Result<()> {
 
     let admin_port = free_port();
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(&bin)
+    let mut cmd = match &args.wrap {
+        Some(w) => {
+            let mut c = tokio::process::Command::new(w);
+            c.arg(&bin);
+            c
+        }
+        None => tokio::process::Command::new(&bin),
+    };
+    let mut child = cmd
         .arg("--kubeconfig")
         .arg(cp.kubeconfig())
         .args([
@@ -256,6 +268,13 @@ async fn main() -> anyhow::Result<()> {
     // Settled: after the Redfish client's idle timeout, pooled connections are closed.
     tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
     let settled = status_kib(pid, "VmRSS").unwrap_or(0);
+    if args.wrap.is_some() {
+        // Let the wrapper (a profiler) see a clean exit and write its report.
+        let _ = Command::new("pkill")
+            .args(["-TERM", "-f", "metal-discovery --kubeconfig"])
+            .status();
+        let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    }
     child.kill().await?;
     let n = args.bmcs as f64;
     let sim_requests: u64 = (0..infos.len())

@@ -10,16 +10,16 @@ use api::bmcuser::BMCUser;
 use api::endpoint::Endpoint;
 use api::server::Server;
 use api::serverbootconfiguration::ServerBootConfiguration;
-use futures::FutureExt;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
 use runtime::admin::Gate;
 use runtime::bmc::BmcClients;
+use runtime::cache::SharedWatch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -120,59 +120,32 @@ pub async fn run_controllers(
     let ns = cfg.manager_namespace.clone();
     let concurrency = ControllerConfig::default().concurrency(cfg.concurrency.max(1));
 
-    let endpoint_ctrl = Controller::new(Api::<Endpoint>::all(client.clone()), selected(&cfg))
-        .with_config(concurrency.clone());
-    let bmc_ctrl = Controller::new(Api::<BMC>::all(client.clone()), selected(&cfg))
-        .with_config(concurrency.clone());
-    let server_ctrl = Controller::new(Api::<Server>::all(client.clone()), selected(&cfg))
-        .with_config(concurrency.clone());
-    let user_ctrl = Controller::new(Api::<BMCUser>::all(client.clone()), selected(&cfg))
-        .with_config(concurrency.clone());
-
-    // Our own caches for lookups across kinds. (The controllers' internal stores are left to the
-    // controllers: their readiness signal wakes only one waiter.) Servers are cached without the
-    // bulky inventory: lookups need metadata, spec, state and power state only.
-    let (bmcs, bmc_cache) = cache(
-        Api::<BMC>::all(client.clone()),
-        selected(&cfg),
-        |_: &mut BMC| {},
-    );
-    let (secrets, secret_cache) = cache(
+    // One watch per kind, shared by the controllers, their triggers and the lookups, cached
+    // without `managedFields` (about half of each object, never read here).
+    let watch_bmcs = SharedWatch::spawn(Api::<BMC>::all(client.clone()), selected(&cfg), || {});
+    let watch_secrets = SharedWatch::spawn(
         Api::<BMCSecret>::all(client.clone()),
         watcher::Config::default(),
-        |_: &mut BMCSecret| {},
+        || {},
     );
-    let (endpoints, endpoint_cache) = cache(
-        Api::<Endpoint>::all(client.clone()),
-        selected(&cfg),
-        |_: &mut Endpoint| {},
-    );
-    let (servers, server_cache) = cache(
-        Api::<Server>::all(client.clone()),
-        selected(&cfg),
-        slim_server,
-    );
-    let (sbcs, sbc_cache) = cache(
+    let watch_endpoints =
+        SharedWatch::spawn(Api::<Endpoint>::all(client.clone()), selected(&cfg), || {});
+    let watch_servers =
+        SharedWatch::spawn(Api::<Server>::all(client.clone()), selected(&cfg), || {});
+    let watch_users =
+        SharedWatch::spawn(Api::<BMCUser>::all(client.clone()), selected(&cfg), || {});
+    let watch_sbcs = SharedWatch::spawn(
         Api::<ServerBootConfiguration>::namespaced(client.clone(), &ns),
         internal(&cfg),
-        |_: &mut ServerBootConfiguration| {},
+        || {},
     );
-    let caches = [
-        bmc_cache,
-        secret_cache,
-        endpoint_cache,
-        server_cache,
-        sbc_cache,
-    ];
-    let mut ready_rxs: Vec<tokio::sync::watch::Receiver<bool>> =
-        caches.iter().map(|c| c.ready.clone()).collect();
 
     let stores = Stores {
-        bmcs,
-        secrets,
-        endpoints,
-        servers,
-        internal_sbcs: sbcs,
+        bmcs: watch_bmcs.store(),
+        secrets: watch_secrets.store(),
+        endpoints: watch_endpoints.store(),
+        servers: watch_servers.store(),
+        internal_sbcs: watch_sbcs.store(),
     };
     metrics.set_server_store(stores.servers.clone());
     let mut client_options = opts.client_options.clone();
@@ -187,98 +160,106 @@ pub async fn run_controllers(
         stores.clone(),
     ));
 
+    // The controllers start only once every cache synced (a reconcile must not act on a partial
+    // view), and not at all when leadership goes first: nothing parked on an unsynced cache can
+    // then hold graceful shutdown past the fencing margin. The shared watches replay their
+    // cache to each new subscriber, so no trigger from before the start is lost.
+    let synced = async {
+        watch_bmcs.ready().await;
+        watch_secrets.ready().await;
+        watch_endpoints.ready().await;
+        watch_servers.ready().await;
+        watch_users.ready().await;
+        watch_sbcs.ready().await;
+    };
+    tokio::select! {
+        _ = synced => {}
+        _ = shutdown.cancelled() => return Ok(()),
+    }
+    tracing::info!("watch caches synced; reconciling");
+    if let Some(g) = ready {
+        g.ready();
+    }
+
+    let endpoint_ctrl =
+        Controller::for_shared_stream(watch_endpoints.applied(), watch_endpoints.store())
+            .with_config(concurrency.clone());
+    let bmc_ctrl = Controller::for_shared_stream(watch_bmcs.applied(), watch_bmcs.store())
+        .with_config(concurrency.clone());
+    let server_ctrl = Controller::for_shared_stream(watch_servers.applied(), watch_servers.store())
+        .with_config(concurrency.clone());
+    let user_ctrl = Controller::for_shared_stream(watch_users.applied(), watch_users.store())
+        .with_config(concurrency.clone());
+
     // BMC: triggered by its BMCSecret and Endpoint changes.
     let bmcs_for_secret = stores.bmcs.clone();
     let bmcs_for_ep = stores.bmcs.clone();
     let bmc_ctrl = bmc_ctrl
-        .watches(
-            Api::<BMCSecret>::all(client.clone()),
-            watcher::Config::default(),
-            move |s: BMCSecret| {
-                let name = s.name_any();
-                refs(&bmcs_for_secret, move |b: &BMC| {
-                    b.spec.bmc_secret_ref.name == name
-                })
-            },
-        )
-        .watches(
-            Api::<Endpoint>::all(client.clone()),
-            selected(&cfg),
-            move |e: Endpoint| {
-                let name = e.name_any();
-                refs(&bmcs_for_ep, move |b: &BMC| {
-                    b.spec.endpoint_ref.as_ref().is_some_and(|r| r.name == name)
-                })
-            },
-        );
+        .watches_shared_stream(watch_secrets.touched(), move |s: Arc<BMCSecret>| {
+            let name = s.name_any();
+            refs(&bmcs_for_secret, move |b: &BMC| {
+                b.spec.bmc_secret_ref.name == name
+            })
+        })
+        .watches_shared_stream(watch_endpoints.touched(), move |e: Arc<Endpoint>| {
+            let name = e.name_any();
+            refs(&bmcs_for_ep, move |b: &BMC| {
+                b.spec.endpoint_ref.as_ref().is_some_and(|r| r.name == name)
+            })
+        });
 
     // Server: triggered by its BMC, its internal boot configuration and its report.
     let servers_for_bmc = stores.servers.clone();
     let server_ctrl = server_ctrl
-        .watches(
-            Api::<BMC>::all(client.clone()),
-            selected(&cfg),
-            move |b: BMC| {
-                let name = b.name_any();
-                refs(&servers_for_bmc, move |s: &Server| {
-                    s.spec.bmc_ref.as_ref().is_some_and(|r| r.name == name)
-                })
-            },
-        )
-        .watches(
-            Api::<ServerBootConfiguration>::namespaced(client.clone(), &ns),
-            internal(&cfg),
-            |sbc: ServerBootConfiguration| server_of(&sbc.metadata).map(|n| ObjectRef::new(&n)),
-        )
+        .watches_shared_stream(watch_bmcs.touched(), move |b: Arc<BMC>| {
+            let name = b.name_any();
+            refs(&servers_for_bmc, move |s: &Server| {
+                s.spec.bmc_ref.as_ref().is_some_and(|r| r.name == name)
+            })
+        })
+        .watches_shared_stream(watch_sbcs.touched(), |sbc: Arc<ServerBootConfiguration>| {
+            server_of(&sbc.metadata).map(|n| ObjectRef::new(&n))
+        })
         .watches(
             Api::<ConfigMap>::namespaced(client.clone(), &ns),
             internal(&cfg),
             |cm: ConfigMap| server_of(&cm.metadata).map(|n| ObjectRef::new(&n)),
         );
 
-    // BMCUser: triggered by its secrets and its BMC (the controller's own store, read only by
-    // trigger mappers, which never wait on it).
-    let users = user_ctrl.store();
+    // BMCUser: triggered by its secrets and its BMC.
+    let users = watch_users.store();
     let users_for_bmc = users.clone();
     let user_ctrl = user_ctrl
-        .watches(
-            Api::<BMCSecret>::all(client.clone()),
-            watcher::Config::default(),
-            move |s: BMCSecret| {
-                let name = s.name_any();
-                let owners: Vec<String> = s
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .map(|r| r.uid.clone())
-                    .collect();
-                refs(&users, move |u: &BMCUser| {
-                    u.spec
-                        .bmc_secret_ref
+        .watches_shared_stream(watch_secrets.touched(), move |s: Arc<BMCSecret>| {
+            let name = s.name_any();
+            let owners: Vec<String> = s
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .map(|r| r.uid.clone())
+                .collect();
+            refs(&users, move |u: &BMCUser| {
+                u.spec
+                    .bmc_secret_ref
+                    .as_ref()
+                    .is_some_and(|r| r.name == name)
+                    || u.status
                         .as_ref()
+                        .and_then(|st| st.effective_bmc_secret_ref.as_ref())
                         .is_some_and(|r| r.name == name)
-                        || u.status
-                            .as_ref()
-                            .and_then(|st| st.effective_bmc_secret_ref.as_ref())
-                            .is_some_and(|r| r.name == name)
-                        || u.metadata
-                            .uid
-                            .as_ref()
-                            .is_some_and(|uid| owners.contains(uid))
-                })
-            },
-        )
-        .watches(
-            Api::<BMC>::all(client.clone()),
-            selected(&cfg),
-            move |b: BMC| {
-                let name = b.name_any();
-                refs(&users_for_bmc, move |u: &BMCUser| {
-                    u.spec.bmc_ref.as_ref().is_some_and(|r| r.name == name)
-                })
-            },
-        );
+                    || u.metadata
+                        .uid
+                        .as_ref()
+                        .is_some_and(|uid| owners.contains(uid))
+            })
+        })
+        .watches_shared_stream(watch_bmcs.touched(), move |b: Arc<BMC>| {
+            let name = b.name_any();
+            refs(&users_for_bmc, move |u: &BMCUser| {
+                u.spec.bmc_ref.as_ref().is_some_and(|r| r.name == name)
+            })
+        });
 
     let stop = || {
         let t = shutdown.clone();
@@ -305,48 +286,13 @@ pub async fn run_controllers(
         ctx.clone(),
     );
 
-    // The controllers start only once every cache synced (a reconcile must not act on a partial
-    // view), and not at all when leadership goes first: nothing parked on an unsynced cache can
-    // then hold graceful shutdown past the fencing margin.
-    let work = {
-        let shutdown = shutdown.clone();
-        async move {
-            let synced = async {
-                for rx in &mut ready_rxs {
-                    if rx.wait_for(|r| *r).await.is_err() {
-                        return false;
-                    }
-                }
-                true
-            };
-            let synced = tokio::select! {
-                s = synced => s,
-                _ = shutdown.cancelled() => false,
-            };
-            if !synced {
-                return;
-            }
-            tracing::info!("watch caches synced; reconciling");
-            if let Some(g) = ready {
-                g.ready();
-            }
-            futures::future::join4(
-                drain(endpoint_run, "endpoint"),
-                drain(bmc_run, "bmc"),
-                drain(server_run, "server"),
-                drain(user_run, "bmcuser"),
-            )
-            .await;
-        }
-    };
-    let reflectors = async move {
-        let all = futures::future::join_all(caches.into_iter().map(|c| c.run));
-        tokio::select! {
-            _ = all => {}
-            _ = shutdown.cancelled() => {}
-        }
-    };
-    futures::future::join(reflectors, work).await;
+    futures::future::join4(
+        drain(endpoint_run, "endpoint"),
+        drain(bmc_run, "bmc"),
+        drain(server_run, "server"),
+        drain(user_run, "bmcuser"),
+    )
+    .await;
     Ok(())
 }
 
@@ -360,46 +306,4 @@ where
         .filter(|o| pred(o))
         .map(|o| ObjectRef::from_obj(o.as_ref()))
         .collect()
-}
-
-/// A watch cache with a readiness flag that any number of tasks may wait on.
-struct Cache {
-    ready: tokio::sync::watch::Receiver<bool>,
-    run: futures::future::BoxFuture<'static, ()>,
-}
-
-fn cache<K>(api: Api<K>, wc: watcher::Config, modify: fn(&mut K)) -> (Store<K>, Cache)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store::<K>();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let run = watcher(api, wc)
-        .default_backoff()
-        .modify(modify)
-        .reflect(writer)
-        .for_each(move |ev| {
-            if let Ok(watcher::Event::InitDone) = ev {
-                tx.send_replace(true);
-            }
-            futures::future::ready(())
-        })
-        .boxed();
-    (store, Cache { ready: rx, run })
-}
-
-/// Drops the inventory from cached Servers (the cache serves lookups and metrics only).
-fn slim_server(s: &mut Server) {
-    s.metadata.managed_fields = None;
-    if let Some(st) = s.status.as_mut() {
-        st.processors.clear();
-        st.storages.clear();
-        st.network_interfaces.clear();
-    }
 }

@@ -1,7 +1,8 @@
 //! rustls client configuration per BMC: webpki roots or a CA bundle, or an explicit insecure mode.
 //! TLS 1.2 and 1.3, ring provider, ALPN `http/1.1`.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -44,13 +45,26 @@ pub(crate) fn client_config(v: &TlsVerification) -> Result<Arc<ClientConfig>, St
             Ok(WEBPKI.get_or_init(|| cfg).clone())
         }
         TlsVerification::CaBundle(certs) => {
+            // One configuration per distinct bundle, shared by every BMC that trusts it: each
+            // holds a session cache sized for hundreds of servers, too much to keep per BMC
+            // when a site gives a thousand BMCs the same CA.
+            static SHARED: OnceLock<Mutex<HashMap<Vec<u8>, Weak<ClientConfig>>>> = OnceLock::new();
+            let key = bundle_key(certs);
+            let shared = SHARED.get_or_init(Default::default);
+            let mut map = shared.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(cfg) = map.get(&key).and_then(Weak::upgrade) {
+                return Ok(cfg);
+            }
             let mut roots = RootCertStore::empty();
             for c in certs {
                 roots
                     .add(c.clone())
                     .map_err(|e| format!("invalid CA certificate: {e}"))?;
             }
-            Ok(Arc::new(build(Some(roots)).map_err(|e| e.to_string())?))
+            let cfg = Arc::new(build(Some(roots)).map_err(|e| e.to_string())?);
+            map.retain(|_, w| w.strong_count() > 0);
+            map.insert(key, Arc::downgrade(&cfg));
+            Ok(cfg)
         }
         TlsVerification::Insecure => {
             static INSECURE: OnceLock<Arc<ClientConfig>> = OnceLock::new();
@@ -61,6 +75,16 @@ pub(crate) fn client_config(v: &TlsVerification) -> Result<Arc<ClientConfig>, St
             Ok(INSECURE.get_or_init(|| cfg).clone())
         }
     }
+}
+
+/// A bundle's identity: its certificates, each length-prefixed (so no two bundles collide).
+fn bundle_key(certs: &[CertificateDer<'static>]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(certs.iter().map(|c| c.len() + 8).sum());
+    for c in certs {
+        key.extend_from_slice(&(c.len() as u64).to_be_bytes());
+        key.extend_from_slice(c);
+    }
+    key
 }
 
 /// The TLS server name for a host: an IP address literal (BMCs are addressed by IP) or a DNS name.
@@ -140,6 +164,32 @@ mod tests {
             server_name("bmc.example").unwrap(),
             ServerName::DnsName(_)
         ));
+    }
+
+    #[test]
+    fn bmcs_trusting_the_same_bundle_share_one_configuration() {
+        let ca = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            cert.der().clone()
+        };
+        let (a, b) = (ca("a.example"), ca("b.example"));
+        let one = client_config(&TlsVerification::CaBundle(vec![a.clone()])).unwrap();
+        let again = client_config(&TlsVerification::CaBundle(vec![a.clone()])).unwrap();
+        let other = client_config(&TlsVerification::CaBundle(vec![b.clone()])).unwrap();
+        let both = client_config(&TlsVerification::CaBundle(vec![a, b])).unwrap();
+        assert!(Arc::ptr_eq(&one, &again));
+        assert!(!Arc::ptr_eq(&one, &other));
+        assert!(!Arc::ptr_eq(&one, &both));
+        assert!(
+            client_config(&TlsVerification::CaBundle(vec![CertificateDer::from(
+                vec![1, 2, 3]
+            )]))
+            .is_err()
+        );
     }
 
     #[test]
