@@ -4,6 +4,7 @@ mod book;
 mod docs;
 mod fuzz;
 mod images;
+mod live;
 mod up;
 
 use anyhow::{Context as _, bail};
@@ -21,8 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Bring the system up locally: a real control plane with the CRDs installed.
-    Up,
+    /// Bring the system up locally (control plane, simulated rack, the controllers), walk the
+    /// demo with a live view of the servers, and stay up until Ctrl-C.
+    Up(up::Args),
     /// Run the whole test suite (what CI runs): fmt, clippy, unit, integration and e2e tests.
     Test {
         /// Skip `cargo fmt --check` and clippy.
@@ -174,16 +176,16 @@ fn test(no_lint: bool, fuzz_seconds: u64, cargo_args: &[String]) -> anyhow::Resu
     Ok(())
 }
 
-fn up() -> anyhow::Result<()> {
+fn up(args: up::Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(up::run())
+    rt.block_on(up::run(args))
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Up => up(),
+        Cmd::Up(args) => up(args),
         Cmd::Test {
             no_lint,
             fuzz_seconds,

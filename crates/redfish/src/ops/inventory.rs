@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::client::{Client, Ctx};
-use crate::error::{Error, ErrorClass};
+use crate::error::{Error, ErrorClass, ErrorKind};
 use crate::models::{
     ComputerSystem, Drive, EthernetInterface, Health, IndicatorLed, LinkStatus, Manager, MediaType,
     Memory, PowerState, Processor, ProcessorType, SimpleStorage, State, Status, Storage,
@@ -336,37 +336,25 @@ impl Client {
     async fn inventory_ctx(&self, ctx: &Ctx, system: &str) -> Result<SystemInventory, Error> {
         let root = self.service_root_ctx(ctx).await?;
         let levels = self.expand_levels(&root);
-        let sys: ComputerSystem = self.get_ctx(ctx, system).await?;
+        let sys_value = self.system_expanded(ctx, system, levels).await?;
+        let sys: ComputerSystem = serde_json::from_value(sys_value.clone()).map_err(|e| {
+            self.err(ErrorKind::Unexpected(format!(
+                "{system}: not a ComputerSystem: {e}"
+            )))
+        })?;
         let one = levels.map(|_| 1);
-
-        let processors = async {
-            match &sys.processors {
-                Some(l) => Ok(super::optional(
-                    self.collection_values(ctx, &l.odata_id, one).await,
-                )?
-                .unwrap_or_default()),
-                None => Ok(Vec::new()),
-            }
+        // Each collection is taken from the expanded System when it is there (its missing
+        // members fetched), else read on its own with one level of `$expand`.
+        let members = async |key: &str| -> Result<Vec<Value>, Error> {
+            Ok(
+                super::optional(self.resolve_nav(ctx, sys_value.get(key), one).await)?
+                    .unwrap_or_default(),
+            )
         };
-        let memory = async {
-            match &sys.memory {
-                Some(l) => Ok(super::optional(
-                    self.collection_values(ctx, &l.odata_id, one).await,
-                )?
-                .unwrap_or_default()),
-                None => Ok(Vec::new()),
-            }
-        };
-        let nics = async {
-            match &sys.ethernet_interfaces {
-                Some(l) => Ok(super::optional(
-                    self.collection_values(ctx, &l.odata_id, one).await,
-                )?
-                .unwrap_or_default()),
-                None => Ok(Vec::new()),
-            }
-        };
-        let storages = self.storage_inventory(ctx, &sys, levels);
+        let processors = members("Processors");
+        let memory = members("Memory");
+        let nics = members("EthernetInterfaces");
+        let storages = self.storage_inventory(ctx, &sys, sys_value.get("Storage"), levels);
         let manager = async {
             let link = match sys.manager_link() {
                 Some(l) => Some(l.odata_id.clone()),
@@ -440,17 +428,45 @@ impl Client {
         })
     }
 
+    /// The System once, with `$expand` of up to three levels where the BMC offers two or more (its
+    /// collections and their members in the same answer: one request instead of five); a BMC that
+    /// refuses the expansion is read plainly.
+    async fn system_expanded(
+        &self,
+        ctx: &Ctx,
+        system: &str,
+        levels: Option<u32>,
+    ) -> Result<Value, Error> {
+        if let Some(l) = levels.filter(|l| *l >= 2) {
+            match self
+                .get_ctx::<Value>(ctx, &super::with_expand(system, l.min(3)))
+                .await
+            {
+                Err(e) if matches!(e.status(), Some(400 | 405 | 412 | 501)) => {
+                    tracing::debug!(system, error = %e, "$expand refused, reading the system plainly");
+                }
+                other => return other,
+            }
+        }
+        self.get_ctx(ctx, system).await
+    }
+
     async fn storage_inventory(
         &self,
         ctx: &Ctx,
         sys: &ComputerSystem,
+        expanded: Option<&Value>,
         levels: Option<u32>,
     ) -> Result<Vec<StorageInfo>, Error> {
         let mut out = Vec::new();
         if let Some(link) = &sys.storage {
             // storage collection -> storage -> Drives/Volumes/Controllers -> their members
             let lvl = levels.map(|m| m.min(3));
-            let storages = match self.collection_values(ctx, &link.odata_id, lvl).await {
+            let listed = match expanded {
+                Some(v) if v.get("Members").is_some() => self.resolve_nav(ctx, Some(v), lvl).await,
+                _ => self.collection_values(ctx, &link.odata_id, lvl).await,
+            };
+            let storages = match listed {
                 Ok(v) => v,
                 Err(e) if e.status() == Some(404) => Vec::new(),
                 Err(e) => return Err(e),

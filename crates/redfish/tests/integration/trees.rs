@@ -252,6 +252,16 @@ async fn inventory_of_each_trimmed_tree_is_exact_with_and_without_expand() {
 #[tokio::test]
 async fn expand_refused_on_a_collection_falls_back_to_members() {
     let s = TreeServer::start(tree(SMC), ServerOptions::default());
+    // The System's own two-level expansion refused too: then each collection is read alone.
+    s.fault(
+        "/redfish/v1/Systems/1?$expand",
+        super::support::FaultKind::Status {
+            status: 400,
+            retry_after: None,
+            body: None,
+        },
+        None,
+    );
     s.fault(
         "/redfish/v1/Systems/1/Memory?$expand",
         super::support::FaultKind::Status {
@@ -269,6 +279,54 @@ async fn expand_refused_on_a_collection_falls_back_to_members() {
             .len(),
         32
     );
+}
+
+/// Where `$levels` goes to 2 or more (Supermicro: 2, DMTF: 6), the System comes with its
+/// collections and their members: no collection or member is read on its own. Dell (1 level)
+/// reads each collection once.
+#[tokio::test]
+async fn a_bmc_expanding_two_levels_gives_the_inventory_in_the_system_read() {
+    for (t, sys, deep) in [
+        (SMC, SMC_SYS, true),
+        (DMTF, DMTF_SYS, true),
+        (DELL, DELL_SYS, false),
+    ] {
+        let s = TreeServer::start(tree(t), ServerOptions::default());
+        let c = client(&s, fast());
+        let inv = c.inventory(sys).await.unwrap();
+        check(t, &inv);
+        let paths: Vec<String> = s
+            .requests(&http::Method::GET, "/")
+            .into_iter()
+            .map(|l| l.path)
+            .collect();
+        // Reads of `base` itself, with or without a query.
+        let reads = |base: &str| {
+            paths
+                .iter()
+                .filter(|p| *p == base || p.starts_with(&format!("{base}?")))
+                .count()
+        };
+        let system_reads = reads(sys);
+        let collection_reads: usize = ["Processors", "Memory", "EthernetInterfaces"]
+            .iter()
+            .map(|c| reads(&format!("{sys}/{c}")))
+            .sum();
+        let expected = if deep { (1, 0) } else { (1, 3) };
+        assert_eq!(
+            (system_reads, collection_reads),
+            expected,
+            "{t}: (System reads, CPU/memory/NIC collection reads): {paths:?}"
+        );
+        if deep {
+            assert!(
+                paths
+                    .iter()
+                    .any(|p| p.starts_with(&format!("{sys}?$expand"))),
+                "{t}: the System read is expanded: {paths:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
