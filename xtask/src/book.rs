@@ -51,7 +51,7 @@ pub fn mdbook() -> anyhow::Result<PathBuf> {
         "==> installing mdbook {MDBOOK_VERSION} into {}",
         dir.display()
     );
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let status = crate::cargo()
         .args([
             "install",
             "--locked",

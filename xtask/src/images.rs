@@ -178,7 +178,7 @@ pub fn size_table(built: &[Built]) -> String {
 fn build_binaries(root: &Path, target_dir: &Path) -> anyhow::Result<PathBuf> {
     ensure_target()?;
     let cargo_dir = target_dir.join("images-build");
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let mut cmd = crate::cargo();
     cmd.args(["build", "--release", "--locked", "--target", TARGET])
         .env("CARGO_TARGET_DIR", &cargo_dir)
         .current_dir(root);

@@ -287,7 +287,16 @@ pub fn frame(f: &FrameInput) -> Vec<String> {
     }
     let room = rows.saturating_sub(1).saturating_sub(lines.len());
     lines.extend(f.log[f.log.len().saturating_sub(room)..].iter().cloned());
-    lines.truncate(rows.saturating_sub(1));
+    let fits = rows.saturating_sub(1);
+    if lines.len() > fits && fits > 0 {
+        // The table is taller than the terminal: say so on the last line rather than cut silently.
+        let hidden = lines.len() - (fits - 1);
+        lines.truncate(fits - 1);
+        lines.push(format!(
+            "... {hidden} more lines: enlarge the terminal to see them"
+        ));
+    }
+    lines.truncate(fits);
     lines
         .into_iter()
         .map(|l| l.chars().take(cols).collect())
@@ -811,6 +820,34 @@ mod tests {
             "{narrow:#?}"
         );
         assert_eq!(narrow.last().map(String::as_str), Some("log line 4"));
+    }
+
+    #[test]
+    fn a_table_taller_than_the_terminal_ends_with_how_much_is_hidden() {
+        let servers: Vec<Server> = (0..30)
+            .map(|i| server(&format!("run-s{i:02}"), Some("Available"), None, None))
+            .collect();
+        let (s, _) = observe(&Snapshot::default(), &servers, at(1_000));
+        let m = Milestones::default();
+        let log = vec!["demo output".to_string()];
+        let f = frame(&FrameInput {
+            snapshot: &s,
+            milestones: &m,
+            expected: 30,
+            prefix: "run-",
+            log: &log,
+            error: None,
+            size: (80, 10),
+        });
+        assert_eq!(f.len(), 9, "one line less than the terminal: {f:#?}");
+        assert!(f[0].starts_with("metal up: 30/30 servers (30 Available)"));
+        assert!(f[3].starts_with("SERVER"), "{f:#?}");
+        assert!(f[4].starts_with("s00 "), "{f:#?}");
+        // 2 summary lines, a blank, the header, 30 rows and a blank (no room for the log): 35, 8 shown.
+        assert_eq!(
+            f[8], "... 27 more lines: enlarge the terminal to see them",
+            "{f:#?}"
+        );
     }
 
     #[test]

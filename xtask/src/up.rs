@@ -19,7 +19,6 @@ use e2e::{Process, Rack, Site};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use metal_bmc_sim::{GroupSpec, TemplateSource};
 use serde_json::json;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Options of `cargo xtask up`.
@@ -52,7 +51,7 @@ fn groups() -> Vec<GroupSpec> {
 }
 
 fn build_binaries() -> anyhow::Result<()> {
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let status = crate::cargo()
         .args([
             "build",
             "-q",

@@ -81,7 +81,11 @@ fn up_prints_state_changes_and_the_bench_line() {
         "every server of the rack gets a `-> Available` line:\n{out}"
     );
     // The demo's claim shows as Available -> Reserved -> Available, the park as -> Parked.
-    for want in ["Available -> Reserved", "Reserved -> Available", "-> Parked"] {
+    for want in [
+        "Available -> Reserved",
+        "Reserved -> Available",
+        "-> Parked",
+    ] {
         assert!(
             changes
                 .iter()
