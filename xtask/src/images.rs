@@ -11,11 +11,14 @@
 //! OCI image layout to `<out>/<name>` (`crane push <out>/<name> <ref>` publishes it; `--push`
 //! does that for every image). TLS roots are compiled in (webpki-roots), so no CA bundle ships.
 //!
-//! `metal-probe` is the probe's boot image: its binary sits where the discovery ignition's unit
+//! `metal-probe` is the agent's layer: its binary sits where the discovery ignition's unit
 //! starts it (`/usr/local/bin/metal-probe`), so a probe OS (kernel, initrd, systemd + Ignition)
-//! takes this layer as is. A network-bootable probe OS additionally needs the kernel and
-//! initramfs layers provisioning resolves by media type (see crates/provisioning/src/oci.rs);
-//! building a kernel is not done here.
+//! takes this layer as is. The network-bootable probe OS itself is `metal-probe-boot` (see
+//! [`crate::bootimage`]): Debian's kernel and an initramfs written here (busybox, the virtio-net
+//! modules, the same static `metal-probe`, an `/init`), as an OCI artifact whose layers carry the
+//! kernel and initramfs media types provisioning resolves (crates/provisioning/src/oci.rs). It is
+//! built last, from the same static binary, and written as an OCI layout directly (its layers
+//! are not tars, so crane's append does not apply); `--push` pushes it with crane like the rest.
 
 use anyhow::{Context as _, bail};
 use std::net::{TcpListener, TcpStream};
@@ -124,6 +127,16 @@ pub fn build(root: &Path, target_dir: &Path, out: &Path) -> anyhow::Result<Vec<B
         });
     }
     drop(registry);
+    let probe = bins.join("metal-probe");
+    let boot = crate::bootimage::build(&probe, out)?;
+    let image = Layout::open(&boot)?;
+    built.push(Built {
+        name: crate::bootimage::NAME.to_string(),
+        binary_bytes: std::fs::metadata(&probe)?.len(),
+        layer_bytes: image.layers.iter().map(|l| l.1).sum(),
+        total_bytes: image.total_bytes,
+        layout: boot,
+    });
     let table = size_table(&built);
     std::fs::write(out.join("sizes.md"), &table)?;
     eprint!("{table}");
@@ -155,11 +168,12 @@ pub fn push(built: &[Built], registry: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The markdown table of image sizes.
+/// The markdown table of image sizes (for `metal-probe-boot` the binary is the `metal-probe` it
+/// carries and the layers are the kernel and the gzip'd initramfs).
 pub fn size_table(built: &[Built]) -> String {
     let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
     let mut s =
-        String::from("| image | binary | layer (gzip) | image total |\n|---|---|---|---|\n");
+        String::from("| image | binary | layers (gzip) | image total |\n|---|---|---|---|\n");
     for b in built {
         s += &format!(
             "| {}:v{VERSION} | {} | {} | {} |\n",
@@ -242,9 +256,10 @@ fn ensure_target() -> anyhow::Result<()> {
     }
 }
 
-/// The cached crane binary (`$METAL_CACHE`, else `~/.cache/metal`), `go install`ed on first use.
-pub fn crane() -> anyhow::Result<PathBuf> {
-    let cache = match std::env::var_os("METAL_CACHE") {
+/// The cache of downloaded tools and packages: `$METAL_CACHE`, else `~/.cache/metal` (as the
+/// control plane's).
+pub fn cache_dir() -> PathBuf {
+    match std::env::var_os("METAL_CACHE") {
         Some(dir) => PathBuf::from(dir),
         None => std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
@@ -252,7 +267,12 @@ pub fn crane() -> anyhow::Result<PathBuf> {
                 Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".cache")
             })
             .join("metal"),
-    };
+    }
+}
+
+/// The cached crane binary (in [`cache_dir`]), `go install`ed on first use.
+pub fn crane() -> anyhow::Result<PathBuf> {
+    let cache = cache_dir();
     let dir = cache.join(format!("crane-{CRANE_VERSION}"));
     let bin = dir.join("crane");
     if bin.is_file() {
@@ -444,20 +464,29 @@ impl Layout {
 mod tests {
     use super::*;
 
+    /// Every image, built once per test process (the tests share the static release build and
+    /// the output directory; `cargo xtask test` built them before, so cargo finds it fresh).
+    fn built() -> &'static [Built] {
+        static BUILT: std::sync::OnceLock<Vec<Built>> = std::sync::OnceLock::new();
+        BUILT.get_or_init(|| {
+            let target = crate::target_dir().expect("target dir");
+            build(&crate::root(), &target, &target.join("images")).expect("building the images")
+        })
+    }
+
     /// Builds every image (reusing the cached build when `cargo xtask test` ran `images` first),
     /// unpacks each layout's layers and checks what the Deployments rely on: uid 65532, the
     /// entrypoint present and static, nothing but it and passwd/group in the filesystem (no
     /// shell), and that the unpacked entrypoint runs and prints the workspace version.
     #[test]
     fn every_image_is_nonroot_shell_free_and_runs_its_version() -> anyhow::Result<()> {
-        let root = crate::root();
-        let out = crate::target_dir()?.join("images");
-        let built = build(&root, &crate::target_dir()?, &out)?;
+        let built = built();
         assert_eq!(
             built.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
-            IMAGES
+            [IMAGES, &[crate::bootimage::NAME]].concat()
         );
-        for b in &built {
+        let built = &built[..IMAGES.len()];
+        for b in built {
             let image = Layout::open(&b.layout)?;
             let config = &image.config;
             let entry = entrypoint(&b.name);
@@ -507,6 +536,303 @@ mod tests {
         assert_eq!(a, layer_tar("metal-x", b"\x7fELF"));
         assert_eq!(a.len() % 512, 0);
         assert_eq!(&a[257..263], b"ustar\0");
+    }
+
+    /// One request the fake registry saw.
+    #[derive(Debug, Clone)]
+    struct Seen {
+        method: String,
+        path: String,
+        authorization: String,
+        body: Vec<u8>,
+    }
+
+    /// A minimal HTTP/1.1 server on 127.0.0.1 standing in for the boot server (it serves the
+    /// Ignition at `/ignition/...`) and the registry (it answers 200 to every POST), recording
+    /// every request. Stops accepting when dropped.
+    struct FakeRegistry {
+        port: u16,
+        seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+        ignition: std::sync::Arc<std::sync::Mutex<String>>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FakeRegistry {
+        fn start() -> anyhow::Result<Self> {
+            use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+            use std::sync::atomic::Ordering;
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            listener.set_nonblocking(true)?;
+            let port = listener.local_addr()?.port();
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let ignition = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let (seen2, stop2, ignition2) = (seen.clone(), stop.clone(), ignition.clone());
+            std::thread::spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    let Ok((stream, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    };
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut reader = BufReader::new(&stream);
+                    let mut line = String::new();
+                    let _ = reader.read_line(&mut line);
+                    let mut parts = line.split_whitespace();
+                    let (method, path) = (
+                        parts.next().unwrap_or("").to_string(),
+                        parts.next().unwrap_or("").to_string(),
+                    );
+                    let (mut length, mut authorization) = (0usize, String::new());
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            match k.trim().to_ascii_lowercase().as_str() {
+                                "content-length" => length = v.trim().parse().unwrap_or(0),
+                                "authorization" => authorization = v.trim().to_string(),
+                                _ => {}
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body);
+                    let answer = if method == "GET" && path.starts_with("/ignition/") {
+                        ignition2.lock().map(|i| i.clone()).unwrap_or_default()
+                    } else if method == "POST" {
+                        "{}".to_string()
+                    } else {
+                        String::new()
+                    };
+                    let status = if method == "GET" && answer.is_empty() {
+                        "404 Not Found"
+                    } else {
+                        "200 OK"
+                    };
+                    let _ = write!(
+                        &stream,
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    if let Ok(mut s) = seen2.lock() {
+                        s.push(Seen {
+                            method,
+                            path,
+                            authorization,
+                            body,
+                        });
+                    }
+                }
+            });
+            Ok(FakeRegistry {
+                port,
+                seen,
+                ignition,
+                stop,
+            })
+        }
+
+        fn seen(&self) -> Vec<Seen> {
+            self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+        }
+
+        /// The requests so far, one `METHOD path (n bytes)` each, for failure messages.
+        fn summary(&self) -> String {
+            self.seen()
+                .iter()
+                .map(|r| format!("{} {} ({} bytes)", r.method, r.path, r.body.len()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+
+    impl Drop for FakeRegistry {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// QEMU, killed (and reaped) when dropped, so a failed assertion leaves no VM behind.
+    struct Vm(Child);
+
+    impl Drop for Vm {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Boots `metal-probe-boot` for real: its kernel and initramfs (the layers provisioning
+    /// would serve, found in the layout by media type) in QEMU (TCG, one virtio NIC with a
+    /// fixed MAC on user networking), the kernel command line as discovery writes it
+    /// (`metal.registry=`, `metal.server-uuid=`) plus the `ignition.config.url=` the boot
+    /// server appends, pointing at 10.0.2.2 (the host's loopback seen from the guest) where a
+    /// fake registry serves the Ignition crates/probe builds and records the posts. Passes when
+    /// the probe's `POST /register` arrives with the token and the VM's UUID and MAC, within
+    /// 180 s; QEMU is killed afterwards. The serial console is in the failure message.
+    #[test]
+    fn probe_boot_image_boots_in_qemu_and_registers_the_machine() -> anyhow::Result<()> {
+        use metal_probe::ignition::{AgentBoot, cmdline, ignition};
+        use std::io::Read as _;
+        let qemu = "qemu-system-x86_64";
+        if !on_path(qemu) {
+            bail!("{qemu} is missing: apt-get install qemu-system-x86 (.ci/run installs it)");
+        }
+        let boot = built()
+            .iter()
+            .find(|b| b.name == crate::bootimage::NAME)
+            .context("no boot image built")?;
+        let (kernel, initrd) = crate::bootimage::layers(&boot.layout)?;
+        // Pushed as `--push` does, the registry serves the manifest provisioning resolves.
+        let crane = crane()?;
+        let registry = Registry::start(&crane)?;
+        let dest = format!("{}/{}:v{VERSION}", registry.host, boot.name);
+        crane_run(
+            &crane,
+            &["push", &boot.layout.to_string_lossy(), &dest],
+            Path::new(""),
+        )?;
+        let out = Command::new(&crane).args(["manifest", &dest]).output()?;
+        let manifest: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        assert_eq!(
+            manifest["layers"][0]["mediaType"],
+            crate::bootimage::KERNEL_MEDIA_TYPE
+        );
+        assert_eq!(
+            manifest["layers"][1]["mediaType"],
+            crate::bootimage::INITRD_MEDIA_TYPE
+        );
+        drop(registry);
+        let (uuid, mac) = ("6d657461-6c00-4000-8000-000000000010", "52:54:00:6d:65:74");
+        let token = "bootimage-test-token_0123456789abcdefghijk";
+        let reg = FakeRegistry::start()?;
+        let registry_url = format!("http://10.0.2.2:{}", reg.port);
+        let ign = ignition(&AgentBoot {
+            registry_url: &registry_url,
+            system_uuid: uuid,
+            token,
+            registry_ca: None,
+            wipe: None,
+        });
+        *reg.ignition
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))? = ign;
+        let append = format!(
+            "console=ttyS0 panic=-1 {} ignition.config.url={registry_url}/ignition/{uuid}/boot-token",
+            cmdline(&registry_url, uuid)
+        );
+        let started = Instant::now();
+        let mut child = Command::new(qemu)
+            .args(crate::bootimage::qemu_args(
+                &kernel, &initrd, mac, uuid, &append,
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting qemu")?;
+        let serial = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        for mut out in [
+            Box::new(child.stdout.take().context("stdout")?) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().context("stderr")?),
+        ] {
+            let serial = serial.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = out.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut s) = serial.lock() {
+                        s.extend_from_slice(&buf[..n]);
+                    }
+                }
+            });
+        }
+        let mut vm = Vm(child);
+        let console = || {
+            let s = serial.lock().map(|s| s.clone()).unwrap_or_default();
+            String::from_utf8_lossy(&s).into_owned()
+        };
+        let deadline = started + Duration::from_secs(180);
+        let register = loop {
+            let seen = reg.seen();
+            if let Some(r) = seen
+                .iter()
+                .find(|r| r.method == "POST" && r.path == "/register")
+            {
+                break r.clone();
+            }
+            if let Some(status) = vm.0.try_wait()? {
+                panic!(
+                    "qemu exited ({status}) before the probe registered; requests: {}\n--- serial console ---\n{}",
+                    reg.summary(),
+                    console()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no POST /register within 180 s; requests: {}\n--- serial console ---\n{}",
+                    reg.summary(),
+                    console()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        let took = started.elapsed();
+        let seen = reg.seen();
+        let ctx = || {
+            format!(
+                "requests: {}\n--- serial console ---\n{}",
+                reg.summary(),
+                console()
+            )
+        };
+        assert!(
+            seen.iter()
+                .any(|r| r.method == "GET" && r.path == format!("/ignition/{uuid}/boot-token")),
+            "the Ignition was not fetched; {}",
+            ctx()
+        );
+        assert_eq!(
+            register.authorization,
+            format!("Bearer {token}"),
+            "{}",
+            ctx()
+        );
+        let body: serde_json::Value = serde_json::from_slice(&register.body)?;
+        assert_eq!(body["systemUUID"], uuid, "{}", ctx());
+        let nics = body["data"]["networkInterfaces"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            nics.iter().any(|n| n["macAddress"] == mac),
+            "no NIC with {mac} in {nics:?}; {}",
+            ctx()
+        );
+        assert_eq!(
+            body["data"]["systemInfo"]["systemInformation"]["uuid"]
+                .as_str()
+                .map(str::to_lowercase)
+                .as_deref(),
+            Some(uuid),
+            "DMI UUID; {}",
+            ctx()
+        );
+        let _ = vm.0.kill();
+        let status = vm.0.wait()?;
+        assert!(vm.0.try_wait()?.is_some(), "qemu still running");
+        eprintln!(
+            "bench probe-boot register_s={:.1} (qemu TCG, kernel {} {}, qemu ended: {status})",
+            took.as_secs_f64(),
+            crate::bootimage::KERNEL_PACKAGE,
+            crate::bootimage::KERNEL_VERSION
+        );
+        Ok(())
     }
 
     fn tempfile_dir(name: &str) -> anyhow::Result<PathBuf> {

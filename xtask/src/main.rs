@@ -1,6 +1,7 @@
 //! Project tasks behind `cargo xtask`: the two README commands (`up`, `test`) and CRD generation.
 
 mod book;
+mod bootimage;
 mod docs;
 mod fuzz;
 mod images;
