@@ -105,30 +105,10 @@ fn target_dir() -> anyhow::Result<PathBuf> {
         .context("cargo metadata has no target_directory")
 }
 
-/// A cargo command without the variables `cargo run` (or `cargo test`) set for this process
-/// (`CARGO_PKG_*`, `CARGO_MANIFEST_DIR`, ...): ring's build script reruns when they change, so
-/// inheriting them rebuilt ring and everything above it on each switch between `cargo build`
-/// and `cargo xtask ...` (45 s of `cargo xtask up` on a warm machine).
+/// The cargo of this build, without `cargo run`'s package variables (see
+/// [`testenv::cargo_command`]).
 fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    for (k, _) in std::env::vars_os() {
-        let Some(k) = k.to_str() else { continue };
-        if k.starts_with("CARGO_PKG_")
-            || matches!(
-                k,
-                "CARGO_MANIFEST_DIR"
-                    | "CARGO_MANIFEST_PATH"
-                    | "CARGO_MANIFEST_LINKS"
-                    | "CARGO_CRATE_NAME"
-                    | "CARGO_BIN_NAME"
-                    | "CARGO_PRIMARY_PACKAGE"
-                    | "CARGO_TARGET_TMPDIR"
-            )
-        {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
+    testenv::cargo_command()
 }
 
 fn crdgen(dir: &Path) -> anyhow::Result<()> {

@@ -71,7 +71,7 @@ fn discovery_binary() -> anyhow::Result<PathBuf> {
     } else {
         "--profile=dev"
     };
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let status = testenv::cargo_command()
         .args([
             "build",
             "-q",

@@ -1,7 +1,8 @@
 //! Claim benchmark across all controllers (run as processes, as in production):
 //! with N Available servers (default 1,000) discovered from simulated BMCs, the time from
 //! ServerClaim creation to `Bound` and to the power-on request reaching the BMC, p50 / p99, for
-//! one claim at a time and for 100 claims at once; then each controller's peak RSS.
+//! one claim at a time and for 100 claims at once; then each controller's peak RSS, and one
+//! `bench claim key=value ...` line of it all to compare runs.
 //!
 //! ```sh
 //! cargo build --release -p metal-discovery -p metal-reservation -p metal-provisioning --bins
@@ -183,11 +184,19 @@ async fn main() {
     println!("  claim -> Bound          {}", fmt(&b));
     println!("  claim -> power-on (BMC) {}", fmt(&p));
 
+    let mut rss = String::new();
     for p in &procs {
-        println!(
-            "metal-{:<13} peak RSS {:>7.1} MiB",
-            p.name,
-            p.peak_rss_kib().unwrap_or_default() as f64 / 1024.0
-        );
+        let mib = p.peak_rss_kib().unwrap_or_default() as f64 / 1024.0;
+        println!("metal-{:<13} peak RSS {mib:>7.1} MiB", p.name);
+        rss.push_str(&format!(" {}_peak_rss_mib={mib:.1}", p.name));
     }
+    let ms = |v: &[Duration], q| pct(v.to_vec(), q).as_secs_f64() * 1000.0;
+    println!(
+        "bench claim servers={n} rounds={rounds} single_bound_p99_ms={:.0} single_power_p99_ms={:.0} burst100_bound_p50_ms={:.0} burst100_bound_p99_ms={:.0} burst100_power_p99_ms={:.0}{rss}",
+        ms(&bind1, 0.99),
+        ms(&power1, 0.99),
+        ms(&b, 0.5),
+        ms(&b, 0.99),
+        ms(&p, 0.99),
+    );
 }

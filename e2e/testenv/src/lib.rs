@@ -65,6 +65,33 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { context, source }
 }
 
+/// A command running the cargo of this build (`$CARGO`), without the variables `cargo run` or
+/// `cargo test` set for this process (`CARGO_PKG_*`, `CARGO_MANIFEST_DIR`, ...): ring's build
+/// script reruns when they change, so a cargo started with them rebuilt ring and everything
+/// above it on each switch between a plain `cargo build` and one started from xtask or a bench
+/// (45 s of a warm `cargo xtask up`, minutes of a release bench).
+pub fn cargo_command() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (k, _) in std::env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        if k.starts_with("CARGO_PKG_")
+            || matches!(
+                k,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+            )
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
 /// Where the CRD manifests are read from: `$METAL_CRD_DIR`, else `kustomize/base/crd`.
 pub fn crd_dir() -> PathBuf {
     std::env::var_os("METAL_CRD_DIR")
