@@ -1,7 +1,7 @@
 //! Full inventory of one system with the fewest requests: `$expand` where the service advertises it,
 //! otherwise a concurrent fan-out bounded by the per-BMC limit.
 
-use serde::Serialize;
+use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
 
 use crate::client::{Client, Ctx};
@@ -337,7 +337,7 @@ impl Client {
         let root = self.service_root_ctx(ctx).await?;
         let levels = self.expand_levels(&root);
         let sys_value = self.system_expanded(ctx, system, levels).await?;
-        let sys: ComputerSystem = serde_json::from_value(sys_value.clone()).map_err(|e| {
+        let sys = ComputerSystem::deserialize(&sys_value).map_err(|e| {
             self.err(ErrorKind::Unexpected(format!(
                 "{system}: not a ComputerSystem: {e}"
             )))
