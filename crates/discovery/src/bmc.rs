@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::bmc::{BMC, BMCPowerState, BMCState, BMCStatus};
+use api::bmcsecret::BMCSecret;
 use api::conditions::{self, ConditionStatus};
 use api::constants::{OPERATION_ANNOTATION, Operation, condition_types, reasons};
+use api::endpoint::Endpoint;
 use api::server::Server;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::Api;
@@ -277,6 +279,38 @@ pub fn client_for(ctx: &Ctx, bmc: &BMC) -> std::result::Result<redfish::Client, 
     })
 }
 
+/// Whether the object whose absence gave `reason` does exist (one live list, only on that
+/// path): the watches of BMCs, BMCSecrets and Endpoints are separate streams, so a BMC applied
+/// together with its secret can be seen first. Reporting that as missing credentials would
+/// flap the BMC's Ready condition and write twice.
+async fn cache_lags(ctx: &Ctx, bmc: &BMC, reason: &str) -> Result<bool> {
+    if reason == reasons::MISSING_CREDENTIALS {
+        let api: Api<BMCSecret> = Api::all(ctx.client.clone());
+        return exists(&api, &bmc.spec.bmc_secret_ref.name).await;
+    }
+    if reason == reasons::NO_ADDRESS
+        && bmc.spec.access.is_none()
+        && let Some(r) = &bmc.spec.endpoint_ref
+        && endpoint_of(ctx, bmc).is_none()
+    {
+        let api: Api<Endpoint> = Api::all(ctx.client.clone());
+        return exists(&api, &r.name).await;
+    }
+    Ok(false)
+}
+
+/// Whether `name` exists, by a metadata list with a name selector: the verb the watch already
+/// holds, so discovery needs no `get` on credentials.
+async fn exists<K>(api: &Api<K>, name: &str) -> Result<bool>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let lp = kube::api::ListParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .limit(1);
+    Ok(!api.list_metadata(&lp).await?.items.is_empty())
+}
+
 /// A BMC that cannot be used before any request is sent (missing secret, no address, ...).
 pub struct NotReadyError(NotReady);
 
@@ -444,6 +478,11 @@ pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Ctx>) -> Result<Action> {
     let client = match client_for(&ctx, &bmc) {
         Ok(c) => c,
         Err(NotReadyError(nr)) => {
+            if cache_lags(&ctx, &bmc, nr.reason).await? {
+                // Created together with the BMC, its secret or Endpoint has not reached our
+                // watch yet: its watch event reconciles again, no MissingCredentials detour.
+                return Ok(Action::requeue(Duration::from_millis(500)));
+            }
             ctx.metrics.bmc_reachable(&name, false);
             write_status(
                 &ctx,

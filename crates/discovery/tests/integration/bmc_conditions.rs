@@ -23,6 +23,49 @@ async fn events_for(h: &Harness, name: &str) -> Vec<Event> {
         .collect()
 }
 
+/// A BMC whose BMCSecret does not exist says so; one applied right after its secret never
+/// does, although the two reach discovery on separate watches (the BMC's can come first: the
+/// cost test saw a MissingCredentials detour, one more status write and a Warning Event).
+#[tokio::test]
+async fn missing_credentials_only_when_the_secret_is_really_missing() {
+    let sim = sim(rack(
+        "127.62.8.1",
+        vec![group(6, TemplateSource::default())],
+    ))
+    .await;
+    let h = Harness::start("nosecret", |_| {}).await;
+    let infos = sim.bmcs();
+    let lonely = h.name("bmc");
+    h.add_bmc_object(&lonely, &infos[0], &[]).await;
+    h.wait_ready(
+        &lonely,
+        "False",
+        "MissingCredentials",
+        Duration::from_secs(30),
+    )
+    .await;
+    h.add_secret(&lonely, &infos[0], &infos[0].password).await;
+    h.wait_ready(&lonely, "True", "Connected", Duration::from_secs(30))
+        .await;
+
+    let mut together = Vec::new();
+    for info in &infos[1..] {
+        together.push(h.add_bmc(info, &[]).await);
+    }
+    for bmc in &together {
+        h.wait_ready(bmc, "True", "Connected", Duration::from_secs(30))
+            .await;
+        let detours: Vec<_> = events_for(&h, bmc)
+            .await
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .filter(|r| r != "Connected")
+            .collect();
+        assert!(detours.is_empty(), "{bmc}: {detours:?}");
+    }
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn wrong_credentials_then_fixed_secret() {
     let sim = sim(rack(

@@ -265,6 +265,13 @@ impl Harness {
         annotations: &[(&str, &str)],
     ) -> String {
         let name = self.name("bmc");
+        self.add_secret(&name, info, password).await;
+        self.add_bmc_object(&name, info, annotations).await;
+        name
+    }
+
+    /// The BMCSecret `name` with `info`'s user and `password`.
+    pub async fn add_secret(&self, name: &str, info: &BmcInfo, password: &str) {
         let mut string_data = json!({"username": info.username, "password": password});
         if let Some(ca) = &info.ca_pem {
             string_data["ca.crt"] = json!(ca);
@@ -279,6 +286,10 @@ impl Harness {
             .create(&PostParams::default(), &secret)
             .await
             .expect("secret");
+    }
+
+    /// The BMC `name` for `info`, its credentials in the BMCSecret of the same name.
+    pub async fn add_bmc_object(&self, name: &str, info: &BmcInfo, annotations: &[(&str, &str)]) {
         let ann: BTreeMap<String, String> = annotations
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -302,7 +313,6 @@ impl Harness {
             .create(&PostParams::default(), &bmc)
             .await
             .expect("bmc");
-        name
     }
 
     /// Servers of this run.
