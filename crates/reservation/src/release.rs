@@ -128,6 +128,10 @@ pub enum ClaimPresence {
     Gone,
     /// The claim lives outside the namespaces this instance watches: not ours to judge.
     OutOfScope,
+    /// No `serverClaimRef`, but a deleting claim whose `spec.serverRef` names the server is
+    /// still releasing it (a `Recycle` between clearing the reference and `Available`): the
+    /// claim path finishes that release, so the server path does not race it.
+    Releasing,
 }
 
 /// A server-level lifecycle step (no claim to drive it).
@@ -185,6 +189,7 @@ pub fn server_step(server: &Server, claim: ClaimPresence) -> ServerStep {
         (None, true, ClaimPresence::Present) => ServerStep::Adopt,
         (Some(ServerState::Released), false, _) => ServerStep::ReleasedToAvailable,
         (Some(ServerState::Available), true, ClaimPresence::Gone) => ServerStep::ClearOrphanRef,
+        (Some(ServerState::Reserved), false, ClaimPresence::Releasing) => ServerStep::Nothing,
         (Some(ServerState::Reserved), true, ClaimPresence::Gone)
         | (Some(ServerState::Reserved), false, _) => match server_power_off_confirmed(server) {
             Err(m) => ServerStep::WaitForPowerOff(m),
@@ -438,6 +443,11 @@ mod tests {
         assert_eq!(
             server_step(&s, ClaimPresence::NoRef),
             ServerStep::OrphanRecycle
+        );
+        // ... unless by the Recycle of a claim still deleting: that claim's path finishes it.
+        assert_eq!(
+            server_step(&s, ClaimPresence::Releasing),
+            ServerStep::Nothing
         );
         s.status.as_mut().unwrap().power_state = Some(ServerPowerState::On);
         assert!(matches!(

@@ -104,7 +104,11 @@ async fn reconcile_server(server: &Server, ctx: &Ctx) -> Result<Action, Error> {
 /// Looks up the claim a server references: cache first, then a live read before calling it gone.
 async fn claim_presence(server: &Server, ctx: &Ctx) -> Result<ClaimPresence, Error> {
     let Some(key) = ClaimKey::bound_to(server) else {
-        return Ok(ClaimPresence::NoRef);
+        return Ok(if releasing_claim(server, ctx) {
+            ClaimPresence::Releasing
+        } else {
+            ClaimPresence::NoRef
+        });
     };
     if !ctx.config.claim_in_scope(&key.namespace) {
         return Ok(ClaimPresence::OutOfScope);
@@ -121,6 +125,24 @@ async fn claim_presence(server: &Server, ctx: &Ctx) -> Result<ClaimPresence, Err
         ClaimPresence::Present
     } else {
         ClaimPresence::Gone
+    })
+}
+
+/// Whether a deleting claim in scope (still holding our finalizer, so its release runs) names
+/// `server` in `spec.serverRef` while the server is
+/// `Reserved` without a reference: the middle of that claim's `Recycle`. A scan of the claim
+/// cache, only in that transient state.
+fn releasing_claim(server: &Server, ctx: &Ctx) -> bool {
+    if server.state() != Some(ServerState::Reserved) {
+        return false;
+    }
+    let name = server.name_any();
+    ctx.claims.state().iter().any(|c| {
+        c.metadata.deletion_timestamp.is_some()
+            && writes::has_finalizer(c.as_ref(), api::constants::finalizers::SERVER_CLAIM)
+            && c.spec.server_ref.as_ref().is_some_and(|r| r.name == name)
+            && c.namespace()
+                .is_some_and(|ns| ctx.config.claim_in_scope(&ns))
     })
 }
 
