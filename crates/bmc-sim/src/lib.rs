@@ -500,6 +500,7 @@ fn new_machine(
         down: None,
         unavailable: None,
         session_timeout: std::time::Duration::from_secs(template.session_timeout_s),
+        restarts: 0,
         clock,
     };
     m.set_knobs(group.knobs.clone(), now);
@@ -634,6 +635,13 @@ impl SimHandle {
     /// Requests a BMC has received.
     pub fn request_counts(&self, index: usize) -> Result<RequestCounts> {
         Ok(request_counts(self.get(index)?))
+    }
+
+    /// How many restarts a BMC has begun (each Manager.Reset that took effect).
+    pub fn restarts(&self, index: usize) -> Result<u64> {
+        let b = self.get(index)?;
+        b.tick();
+        Ok(b.lock().restarts)
     }
 
     /// Forgets the request counts of a BMC.

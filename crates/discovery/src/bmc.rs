@@ -441,6 +441,24 @@ async fn ensure_servers(ctx: &Ctx, bmc: &BMC, systems: &[SystemSummary]) -> Resu
     Ok(())
 }
 
+/// Whether the reset recorded at `requested` already took effect (a process that sent it may
+/// have died before removing the annotation), from the Manager's `LastResetTime`: `before` is
+/// the value in our status when the reset was recorded (the reset branch never refreshes it),
+/// `now` the one read now. A change means the BMC restarted. Without a `before`, the reset time
+/// must be later than the request, which both round to seconds and which BMC clock skew can
+/// defeat: a reset within the second of its request looked not done and was sent again.
+pub fn reset_happened(
+    before: Option<k8s_openapi::jiff::Timestamp>,
+    now: Option<k8s_openapi::jiff::Timestamp>,
+    requested: Option<k8s_openapi::jiff::Timestamp>,
+) -> bool {
+    match (before, now, requested) {
+        (Some(b), Some(n), _) => n != b,
+        (None, Some(n), Some(q)) => n > q,
+        _ => false,
+    }
+}
+
 fn reset_requested(c: Option<&Condition>) -> bool {
     c.is_some_and(|c| {
         c.status == "True"
@@ -531,7 +549,8 @@ pub async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Ctx>) -> Result<Action> {
             Err(e) => return fail(&ctx, &bmc, &current, e, true).await,
         };
         let reset_since = parse_time(m.last_reset_time.as_deref()).map(|t| t.0);
-        let already = matches!((reset_since, requested_at), (Some(r), Some(q)) if r > q);
+        let before = current.last_reset_time.as_ref().map(|t| t.0);
+        let already = reset_happened(before, reset_since, requested_at);
         if !already {
             let id = m.odata_id.clone().unwrap_or_default();
             if let Err(e) = guard::reset_bmc(&ctx, &client, &bmc, &id).await {
@@ -731,6 +750,33 @@ async fn fail(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reset_is_done_when_the_reset_time_changed() {
+        let t = |s: &str| Some(s.parse::<k8s_openapi::jiff::Timestamp>().unwrap());
+        let q = t("2026-12-08T03:46:47Z");
+        // Same second as the request, rounded: done, since the BMC's time moved.
+        assert!(reset_happened(
+            t("2024-01-01T00:00:00Z"),
+            t("2026-12-08T03:46:47Z"),
+            q
+        ));
+        assert!(!reset_happened(
+            t("2024-01-01T00:00:00Z"),
+            t("2024-01-01T00:00:00Z"),
+            q
+        ));
+        // A BMC clock behind ours: still done.
+        assert!(reset_happened(
+            t("2020-01-01T00:00:00Z"),
+            t("2020-01-02T00:00:00Z"),
+            q
+        ));
+        // Nothing known before: only a time after the request counts.
+        assert!(reset_happened(None, t("2026-12-08T03:46:48Z"), q));
+        assert!(!reset_happened(None, t("2026-12-08T03:46:47Z"), q));
+        assert!(!reset_happened(t("2024-01-01T00:00:00Z"), None, q));
+    }
 
     fn ms(id: &str, uuid: &str, t: Option<&str>, console: bool) -> ManagerSummary {
         ManagerSummary {

@@ -53,6 +53,8 @@ pub struct Ctx {
     pub servers: Store<Server>,
     /// Internal discovery boot configurations in the manager namespace.
     pub internal_sbcs: Store<ServerBootConfiguration>,
+    /// The shards (BMCs) this replica acts on.
+    pub shards: runtime::shards::Shards,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
     manager_ids: Mutex<HashMap<String, String>>,
@@ -112,6 +114,7 @@ impl Ctx {
             endpoints: stores.endpoints,
             servers: stores.servers,
             internal_sbcs: stores.internal_sbcs,
+            shards: runtime::shards::Shards::all(),
             recorder,
             failures: Mutex::new(HashMap::new()),
             manager_ids: Mutex::new(HashMap::new()),

@@ -20,6 +20,7 @@ use kube::{Resource, ResourceExt};
 use runtime::admin::Gate;
 use runtime::bmc::BmcClients;
 use runtime::cache::SharedWatch;
+use runtime::shards::Shards;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -41,6 +42,8 @@ pub struct Options {
     pub macdb: Option<MacDb>,
     /// Default CA bundle for BMC TLS.
     pub default_ca: Option<Vec<u8>>,
+    /// The BMCs this replica acts on ([`Shards::all`] unless sharded).
+    pub shards: Shards,
 }
 
 fn selected(cfg: &Config) -> watcher::Config {
@@ -68,17 +71,45 @@ fn error_policy<K: Resource>(kind: &'static str) -> impl Fn(Arc<K>, &Error, Arc<
     }
 }
 
-/// Runs one reconcile under the deadline, with metrics.
-async fn guarded<K, F, Fut>(kind: &'static str, obj: Arc<K>, ctx: Arc<Ctx>, f: F) -> Result<Action>
+/// The sharding key of a Server or BMCUser: its BMC, so a BMC and all its systems are
+/// handled by one replica (an object naming no BMC is its own key).
+fn bmc_key(
+    bmc_ref: Option<&k8s_openapi::api::core::v1::LocalObjectReference>,
+    name: &str,
+) -> String {
+    bmc_ref.map_or_else(|| name.to_string(), |r| r.name.clone())
+}
+
+/// Runs one reconcile under the deadline, with metrics, if this replica holds the object's
+/// shard; the reconcile is dropped (as a SIGKILL would) the moment the shard is lost.
+async fn guarded<K, F, Fut>(
+    kind: &'static str,
+    key: String,
+    obj: Arc<K>,
+    ctx: Arc<Ctx>,
+    f: F,
+) -> Result<Action>
 where
     K: Resource,
     F: FnOnce(Arc<K>, Arc<Ctx>) -> Fut,
     Fut: Future<Output = Result<Action>>,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
+    let Some(shard) = ctx.shards.enter(&key) else {
+        // Another replica's; a shard taken later reconciles everything again.
+        return Ok(Action::await_change());
+    };
     tracing::trace!(kind, %name, "reconcile queued");
     let timer = ctx.metrics.reconcile.start(kind);
-    match tokio::time::timeout(ctx.cfg.reconcile_timeout, f(obj, ctx.clone())).await {
+    let run = tokio::time::timeout(ctx.cfg.reconcile_timeout, f(obj, ctx.clone()));
+    let outcome = tokio::select! {
+        r = run => r,
+        _ = shard.lost() => {
+            timer.failure("ShardLost");
+            return Ok(Action::await_change());
+        }
+    };
+    match outcome {
         Ok(Ok(action)) => {
             timer.success();
             ctx.succeeded(&format!("err/{kind}/{name}"));
@@ -150,7 +181,7 @@ pub async fn run_controllers(
     metrics.set_server_store(stores.servers.clone());
     let mut client_options = opts.client_options.clone();
     client_options.observer = Some(metrics.redfish_observer());
-    let ctx = Arc::new(Ctx::new(
+    let mut ctx = Ctx::new(
         client.clone(),
         cfg.clone(),
         BmcClients::new(client_options),
@@ -158,7 +189,9 @@ pub async fn run_controllers(
         opts.macdb.clone(),
         metrics,
         stores.clone(),
-    ));
+    );
+    ctx.shards = opts.shards.clone();
+    let ctx = Arc::new(ctx);
 
     // The controllers start only once every cache synced (a reconcile must not act on a partial
     // view), and not at all when leadership goes first: nothing parked on an unsynced cache can
@@ -181,15 +214,22 @@ pub async fn run_controllers(
         g.ready();
     }
 
+    // A shard taken from another replica: everything is looked at again (objects of other
+    // shards return at once).
+    let taken = || opts.shards.acquisition_ticks();
     let endpoint_ctrl =
         Controller::for_shared_stream(watch_endpoints.applied(), watch_endpoints.store())
-            .with_config(concurrency.clone());
+            .with_config(concurrency.clone())
+            .reconcile_all_on(taken());
     let bmc_ctrl = Controller::for_shared_stream(watch_bmcs.applied(), watch_bmcs.store())
-        .with_config(concurrency.clone());
+        .with_config(concurrency.clone())
+        .reconcile_all_on(taken());
     let server_ctrl = Controller::for_shared_stream(watch_servers.applied(), watch_servers.store())
-        .with_config(concurrency.clone());
+        .with_config(concurrency.clone())
+        .reconcile_all_on(taken());
     let user_ctrl = Controller::for_shared_stream(watch_users.applied(), watch_users.store())
-        .with_config(concurrency.clone());
+        .with_config(concurrency.clone())
+        .reconcile_all_on(taken());
 
     // BMC: triggered by its BMCSecret and Endpoint changes.
     let bmcs_for_secret = stores.bmcs.clone();
@@ -266,22 +306,28 @@ pub async fn run_controllers(
         async move { t.cancelled().await }
     };
     let endpoint_run = endpoint_ctrl.graceful_shutdown_on(stop()).run(
-        |o, c| guarded("Endpoint", o, c, crate::endpoint::reconcile),
+        |o, c| guarded("Endpoint", o.name_any(), o, c, crate::endpoint::reconcile),
         error_policy("Endpoint"),
         ctx.clone(),
     );
     let bmc_run = bmc_ctrl.graceful_shutdown_on(stop()).run(
-        |o, c| guarded("BMC", o, c, crate::bmc::reconcile),
+        |o, c| guarded("BMC", o.name_any(), o, c, crate::bmc::reconcile),
         error_policy("BMC"),
         ctx.clone(),
     );
     let server_run = server_ctrl.graceful_shutdown_on(stop()).run(
-        |o, c| guarded("Server", o, c, crate::server::reconcile),
+        |o, c| {
+            let key = bmc_key(o.spec.bmc_ref.as_ref(), &o.name_any());
+            guarded("Server", key, o, c, crate::server::reconcile)
+        },
         error_policy("Server"),
         ctx.clone(),
     );
     let user_run = user_ctrl.graceful_shutdown_on(stop()).run(
-        |o, c| guarded("BMCUser", o, c, crate::bmcuser::reconcile),
+        |o, c| {
+            let key = bmc_key(o.spec.bmc_ref.as_ref(), &o.name_any());
+            guarded("BMCUser", key, o, c, crate::bmcuser::reconcile)
+        },
         error_policy("BMCUser"),
         ctx.clone(),
     );

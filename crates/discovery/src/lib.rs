@@ -104,18 +104,38 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if cfg.registry_url.is_none() {
         tracing::warn!("no --registry-url: in-band discovery cannot run");
     }
-    let opts = Options {
+    let mut opts = Options {
         cfg: cfg.clone(),
         client_options: args.client_options(),
         macdb,
         default_ca,
+        shards: runtime::shards::Shards::all(),
     };
-    if args.common.leader_elect {
+    let group = args
+        .common
+        .lease_name
+        .clone()
+        .unwrap_or_else(|| lease_name(&cfg.selector));
+    if args.common.leader_elect && args.common.shards > 0 {
+        // Every replica runs the controllers, each acting on the BMCs of the shards it holds.
+        let mut lease = args.common.lease_params(group.clone());
+        lease.identity = cfg.identity.clone();
+        let coordinator = runtime::shards::spawn(
+            client.clone(),
+            runtime::shards::ShardParams {
+                group,
+                shards: args.common.shards,
+                lease,
+            },
+            Some(LeaderMetrics::new(&state.metrics)),
+        );
+        opts.shards = coordinator.shards();
+        let result = run_controllers(client, opts, metrics, Some(gate), shutdown.clone()).await;
+        coordinator.stop().await;
+        result?;
+    } else if args.common.leader_elect {
         let params = LeaseParams::new(
-            args.common
-                .lease_name
-                .clone()
-                .unwrap_or_else(|| lease_name(&cfg.selector)),
+            group,
             args.common.lease_namespace(),
             cfg.identity.clone(),
             args.common.lease_duration,

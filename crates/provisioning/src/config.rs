@@ -91,6 +91,8 @@ pub struct LeaderElection {
     pub identity: String,
     /// Lease duration.
     pub duration: Duration,
+    /// Divide the servers among all replicas in this many Lease shards (`0`: one leader).
+    pub shards: u32,
 }
 
 /// Name of the Secret holding the boot token key.

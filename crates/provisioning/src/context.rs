@@ -60,6 +60,9 @@ pub struct Ctx {
     /// reference, events), so a burst of them cannot starve the critical path at the API
     /// server.
     pub bulk_slots: Arc<Semaphore>,
+    /// The shards (BMCs) this replica acts on ([`runtime::shards::Shards::all`] unless
+    /// sharded).
+    pub shards: runtime::shards::Shards,
     recorder: Recorder,
     memo: Mutex<HashMap<String, Memo>>,
 }
@@ -73,6 +76,15 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl Ctx {
+    /// The shard key of `server`: its BMC, so one replica drives a BMC and all its systems.
+    pub fn shard_key(server: &api::server::Server) -> String {
+        server
+            .spec
+            .bmc_ref
+            .as_ref()
+            .map_or_else(|| kube::ResourceExt::name_any(server), |r| r.name.clone())
+    }
+
     /// Builds the context.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -103,6 +115,7 @@ impl Ctx {
             metrics,
             reconciles,
             queues,
+            shards: runtime::shards::Shards::all(),
             recorder,
             memo: Mutex::new(HashMap::new()),
         }

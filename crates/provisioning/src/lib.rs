@@ -180,6 +180,7 @@ pub fn config_from_args(
             namespace: common.lease_namespace(),
             identity: common.identity(),
             duration: common.lease_duration,
+            shards: common.shards,
         }),
         instance: common.identity.clone(),
         boot_token_secret: (common.lease_namespace(), args.boot_token_secret.clone()),
@@ -340,7 +341,7 @@ pub async fn start(
     }
 
     let election = config.leader_election.clone();
-    let ctx = Arc::new(Ctx::new(
+    let mut ctx = Ctx::new(
         client.clone(),
         stores,
         bmcs,
@@ -349,13 +350,34 @@ pub async fn start(
         pm,
         rm,
         queues,
-    ));
+    );
     let leader_metrics = election.as_ref().map(|_| LeaderMetrics::new(metrics));
+    // Sharded: every replica reconciles, each the servers of the shards it holds.
+    let coordinator = election.as_ref().filter(|le| le.shards > 0).map(|le| {
+        runtime::shards::spawn(
+            client.clone(),
+            runtime::shards::ShardParams {
+                group: le.name.clone(),
+                shards: le.shards,
+                lease: LeaseParams::new(&le.name, &le.namespace, &le.identity, le.duration),
+            },
+            leader_metrics.clone(),
+        )
+    });
+    if let Some(c) = &coordinator {
+        ctx.shards = c.shards();
+    }
+    let ctx = Arc::new(ctx);
     let stop = shutdown.clone();
     let controllers = tokio::spawn(async move {
         match election {
             None => {
                 run_reconcilers(ctx, stop).await;
+                Ok(())
+            }
+            Some(_) if let Some(c) = coordinator => {
+                run_reconcilers(ctx, stop).await;
+                c.stop().await;
                 Ok(())
             }
             Some(le) => {
@@ -393,6 +415,31 @@ async fn run_reconcilers(ctx: Arc<Ctx>, token: CancellationToken) {
     for s in ctx.stores.servers.state() {
         ctx.queues.servers.add(s.name_any());
     }
+    // A shard taken from another replica: its servers and their configurations are looked at
+    // now, not at their next resync.
+    let requeue = {
+        let ctx = Arc::clone(&ctx);
+        let mut taken = ctx.shards.acquisitions();
+        let token = token.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    r = taken.changed() => if r.is_err() { break },
+                    _ = token.cancelled() => break,
+                }
+                for s in ctx.stores.servers.state() {
+                    if ctx.shards.owns(&Ctx::shard_key(&s)) {
+                        ctx.queues.servers.add(s.name_any());
+                    }
+                }
+                for s in ctx.stores.sbcs.state() {
+                    ctx.queues
+                        .sbcs
+                        .add((s.namespace().unwrap_or_default(), s.name_any()));
+                }
+            }
+        }
+    };
     let max = ctx.config.max_reconciles;
     let servers = {
         let ctx = Arc::clone(&ctx);
@@ -406,6 +453,6 @@ async fn run_reconcilers(ctx: Arc<Ctx>, token: CancellationToken) {
             sbc::reconcile(Arc::clone(&ctx), k)
         })
     };
-    tokio::join!(servers, sbcs);
+    tokio::join!(servers, sbcs, requeue);
     tracing::info!("reconcilers stopped");
 }

@@ -97,19 +97,27 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: NsKey) {
     }
 }
 
-/// Whether this instance handles the configuration: always without `--server-selector`; with
-/// one, only when the configuration's server is among the selected (watched) Servers, so that
-/// instances with different selectors never fight over one status.
+/// Whether this instance handles the configuration: without `--server-selector` always, with
+/// one only when the configuration's server is among the selected (watched) Servers, so that
+/// instances with different selectors never fight over one status; and, sharded, only while
+/// it holds the shard of the server's BMC.
 fn in_shard(ctx: &Ctx, sbc: &ServerBootConfiguration) -> bool {
-    ctx.config
+    let server = ctx
+        .stores
+        .servers
+        .get(&ObjectRef::new(&sbc.spec.server_ref.name));
+    let selected = ctx
+        .config
         .server_selector
         .as_deref()
         .is_none_or(str::is_empty)
-        || ctx
-            .stores
-            .servers
-            .get(&ObjectRef::new(&sbc.spec.server_ref.name))
-            .is_some()
+        || server.is_some();
+    // Automatic sharding: the holder of the server's shard writes its configurations' status
+    // (one configuration naming an unknown server is judged by the holder of that name's).
+    let key = server
+        .as_deref()
+        .map_or_else(|| sbc.spec.server_ref.name.clone(), Ctx::shard_key);
+    selected && ctx.shards.owns(&key)
 }
 
 async fn write(ctx: &Ctx, sbc: &ServerBootConfiguration, v: &Verdict) -> Result<(), kube::Error> {

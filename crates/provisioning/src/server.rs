@@ -54,7 +54,20 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) {
         timer.success();
         return;
     };
-    match reconcile_server(&ctx, &server).await {
+    let Some(shard) = ctx.shards.enter(&Ctx::shard_key(&server)) else {
+        // Another replica's; taking the shard later requeues it.
+        timer.success();
+        return;
+    };
+    let outcome = tokio::select! {
+        r = reconcile_server(&ctx, &server) => r,
+        _ = shard.lost() => {
+            // Dropped where it waited, as a kill would; the new holder picks it up.
+            timer.failure("ShardLost");
+            return;
+        }
+    };
+    match outcome {
         Ok(next) => {
             ctx.memo(&name, |m| m.failures = 0);
             let d = next.unwrap_or(ctx.config.resync).min(ctx.config.resync);

@@ -42,6 +42,8 @@ async fn the_cluster_role_suffices_for_boot_and_release() {
         namespace: h.ns.clone(),
         identity: "rbac-test".into(),
         duration: Duration::from_secs(6),
+        // Sharded, so the role is proven for the shard and member Leases too.
+        shards: 4,
     });
     let metrics = runtime::metrics::Metrics::new();
     let ctl = metal_provisioning::start(sa_client, cfg, &metrics, None)
@@ -139,15 +141,37 @@ async fn the_cluster_role_suffices_for_boot_and_release() {
             .then_some(())
     })
     .await;
-    let lease =
+    // Every shard Lease is held by the one replica, and so is its member Lease.
+    let leases =
         Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(h.client.clone(), &h.ns)
-            .get("metal-provisioning")
+            .list(
+                &kube::api::ListParams::default()
+                    .labels("metal.ironcore.dev/shard-group=metal-provisioning"),
+            )
             .await
             .unwrap();
-    assert_eq!(
-        lease.spec.unwrap().holder_identity.as_deref(),
-        Some("rbac-test")
-    );
+    let mut held: Vec<(String, String)> = leases
+        .items
+        .into_iter()
+        .map(|l| {
+            (
+                l.metadata.name.unwrap_or_default(),
+                l.spec.and_then(|s| s.holder_identity).unwrap_or_default(),
+            )
+        })
+        .collect();
+    held.sort();
+    let want: Vec<(String, String)> = [
+        "metal-provisioning-member-rbac-test",
+        "metal-provisioning-shard-00",
+        "metal-provisioning-shard-01",
+        "metal-provisioning-shard-02",
+        "metal-provisioning-shard-03",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), "rbac-test".to_string()))
+    .collect();
+    assert_eq!(held, want);
     ctl.shutdown().await;
     h.sim.shutdown().await;
 }

@@ -58,6 +58,12 @@ pub struct CommonArgs {
     /// Maximum number of objects reconciled at once, per controller.
     #[arg(long, env = "METAL_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+
+    /// With `--leader-elect`, divide the BMCs among all replicas in this many Lease shards
+    /// (`<lease-name>-shard-NN`) instead of one leader doing everything. `0`: one leader. Keep it
+    /// fixed for a group: changing it moves every BMC to another shard at once.
+    #[arg(long, env = "METAL_SHARDS", default_value_t = 0)]
+    pub shards: u32,
 }
 
 impl CommonArgs {
@@ -77,6 +83,16 @@ impl CommonArgs {
                 .unwrap_or_else(|_| "localhost".to_string());
             format!("{host}-{}", std::process::id())
         })
+    }
+
+    /// Lease timing and identity for Lease `name` from these flags.
+    pub fn lease_params(&self, name: String) -> crate::lease::LeaseParams {
+        crate::lease::LeaseParams::new(
+            name,
+            self.lease_namespace(),
+            self.identity(),
+            self.lease_duration,
+        )
     }
 
     /// Builds a Kubernetes client from `--kubeconfig` or the environment.

@@ -14,6 +14,7 @@ pub mod flags;
 pub mod lease;
 pub mod logging;
 pub mod metrics;
+pub mod shards;
 pub mod shutdown;
 pub mod steps;
 pub mod tls;

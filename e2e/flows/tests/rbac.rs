@@ -46,7 +46,7 @@ clustertrustbundles.certificates.k8s.io [] [] [get list watch]
 /// [`DISCOVERY_OTHER`] or are added.
 const DISCOVERY_OWN: &str = "
 configmaps [] [] [get list watch create patch delete]
-leases.coordination.k8s.io [] [] [get create update]
+leases.coordination.k8s.io [] [] [get list create update delete]
 secrets [] [] [get list create delete]
 serverbootconfigurations.metal.ironcore.dev [] [] [get list watch create patch delete]
 serverbootconfigurations.metal.ironcore.dev/status [] [] [patch]
@@ -93,7 +93,7 @@ servers.metal.ironcore.dev/status [] [] [patch]
 /// In its own namespace these rows replace the row of the same resource in
 /// [`PROVISIONING_OTHER`] or are added.
 const PROVISIONING_OWN: &str = "
-leases.coordination.k8s.io [] [] [get create update]
+leases.coordination.k8s.io [] [] [get list create update delete]
 secrets [] [] [get create]
 ";
 

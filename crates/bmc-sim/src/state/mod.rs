@@ -106,6 +106,9 @@ pub(crate) struct BmcMachine {
     pub unavailable: Option<(Instant, Instant)>,
     pub session_timeout: Duration,
     pub clock: Clock,
+    /// BMC restarts begun (Manager.Reset, firmware activation): what took effect, unlike the
+    /// request counters, which also count a request its client dropped before it was handled.
+    pub restarts: u64,
 }
 
 /// How many finished tasks a BMC keeps.
@@ -218,6 +221,7 @@ impl BmcMachine {
     pub(crate) fn begin_restart(&mut self, at: Instant, downtime: Duration) {
         // A restart un-wedges the Redfish service.
         self.knobs.wedged = false;
+        self.restarts += 1;
         let until = at + downtime;
         self.down = Some(match self.down {
             Some(d) if d.until > at => Down {
@@ -338,6 +342,7 @@ mod tests {
             down: None,
             unavailable: None,
             session_timeout: Duration::from_secs(60),
+            restarts: 0,
             clock: Clock::new(t0, Utc::now()),
         }
     }

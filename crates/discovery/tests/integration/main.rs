@@ -12,4 +12,5 @@ mod onboard;
 mod process;
 mod rbac;
 mod safety;
+mod sharding;
 mod tls;

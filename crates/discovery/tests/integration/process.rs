@@ -2,52 +2,14 @@
 //! Servers, none stuck.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::time::Duration;
 
-use api::server::ServerState;
 use metal_bmc_sim::{Knobs, TemplateSource};
 
 use crate::support::*;
 
 fn spawn(h: &Harness, log: &std::path::Path) -> tokio::process::Child {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_metal-discovery"))
-        .arg("--kubeconfig")
-        .arg(testenv::shared().kubeconfig())
-        .args([
-            "--bmc-selector",
-            &h.selector(),
-            "--manager-namespace",
-            &h.ns,
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--registry-addr",
-            "127.0.0.1:0",
-            "--concurrency",
-            "4",
-            "--poll-interval",
-            "500ms",
-            "--log-level",
-            "info",
-        ])
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start metal-discovery")
-}
-
-async fn available(h: &Harness) -> usize {
-    h.servers()
-        .await
-        .iter()
-        .filter(|s| s.status.as_ref().and_then(|st| st.state) == Some(ServerState::Available))
-        .count()
+    spawn_discovery(h, log, &[])
 }
 
 #[tokio::test]
@@ -71,10 +33,10 @@ async fn sigkill_in_the_middle_of_onboarding_loses_nothing() {
     eventually(
         "onboarding under way",
         Duration::from_secs(90),
-        async || (available(&h).await >= 1).then_some(()),
+        async || (h.available().await >= 1).then_some(()),
     )
     .await;
-    let done_at_kill = available(&h).await;
+    let done_at_kill = h.available().await;
     child.kill().await.expect("SIGKILL");
     assert!(
         done_at_kill < n,
@@ -85,7 +47,7 @@ async fn sigkill_in_the_middle_of_onboarding_loses_nothing() {
     eventually(
         "all servers Available after the restart",
         Duration::from_secs(180),
-        async || (available(&h).await == n).then_some(()),
+        async || (h.available().await == n).then_some(()),
     )
     .await;
     let servers = h.servers().await;

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use api::bmc::BMC;
@@ -219,6 +219,7 @@ impl Harness {
             client_options: client_options(),
             macdb,
             default_ca,
+            shards: runtime::shards::Shards::all(),
         };
         let t = token.clone();
         let m = metrics.clone();
@@ -322,6 +323,15 @@ impl Harness {
             .await
             .expect("list servers")
             .items
+    }
+
+    /// How many Servers of this run are Available.
+    pub async fn available(&self) -> usize {
+        self.servers()
+            .await
+            .iter()
+            .filter(|s| s.status.as_ref().and_then(|st| st.state) == Some(ServerState::Available))
+            .count()
     }
 
     /// A server by name.
@@ -480,4 +490,39 @@ pub fn probe_bin() -> PathBuf {
         target.join("debug/metal-probe")
     })
     .clone()
+}
+
+/// The `metal-discovery` binary as a process for `h` (its selector and namespace, fast
+/// polling), logging to `log`, with `extra` arguments; killed when dropped.
+pub fn spawn_discovery(h: &Harness, log: &Path, extra: &[&str]) -> tokio::process::Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_metal-discovery"))
+        .arg("--kubeconfig")
+        .arg(testenv::shared().kubeconfig())
+        .args([
+            "--bmc-selector",
+            &h.selector(),
+            "--manager-namespace",
+            &h.ns,
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--registry-addr",
+            "127.0.0.1:0",
+            "--concurrency",
+            "4",
+            "--poll-interval",
+            "500ms",
+            "--log-level",
+            "info",
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::from(out.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(out))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start metal-discovery")
 }
