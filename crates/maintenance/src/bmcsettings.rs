@@ -52,9 +52,10 @@ pub(crate) async fn run(ctx: Arc<Ctx>, caches: &Caches, shutdown: CancellationTo
     let by_bmc = store.clone();
     let reconcile = |bs: Arc<BMCSettings>, ctx: Arc<Ctx>| async move {
         let work = reconcile_one(&bs, &ctx);
-        window::instrumented(bs.as_ref(), &ctx, work).await
+        window::instrumented(bs.as_ref(), &ctx, &bs.spec.bmc_ref.name, work).await
     };
     Controller::for_shared_stream(caches.bmc_settings.applied(), store)
+        .reconcile_all_on(ctx.shards.acquisition_ticks())
         .watches_shared_stream(caches.servers.touched(), move |server| {
             let bmc = server.spec.bmc_ref.as_ref().map(|r| r.name.clone());
             by_bmc

@@ -44,9 +44,15 @@ pub(crate) async fn run(ctx: Arc<Ctx>, caches: &Caches, shutdown: CancellationTo
     let by_bmc = store.clone();
     let reconcile = |bv: Arc<BMCVersion>, ctx: Arc<Ctx>| async move {
         let work = reconcile_one(&bv, &ctx);
-        window::instrumented(bv.as_ref(), &ctx, work).await
+        let key = bv
+            .spec
+            .bmc_ref
+            .as_ref()
+            .map_or_else(|| bv.name_any(), |r| r.name.clone());
+        window::instrumented(bv.as_ref(), &ctx, &key, work).await
     };
     Controller::for_shared_stream(caches.bmc_versions.applied(), store)
+        .reconcile_all_on(ctx.shards.acquisition_ticks())
         .watches_shared_stream(caches.servers.touched(), move |server| {
             let bmc = server.spec.bmc_ref.as_ref().map(|r| r.name.clone());
             by_bmc

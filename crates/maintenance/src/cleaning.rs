@@ -234,6 +234,7 @@ fn cleaned(server: &Server, status: ConditionStatus, reason: &str, message: &str
 
 pub(crate) async fn run(ctx: Arc<Ctx>, caches: &Caches, shutdown: CancellationToken) {
     Controller::for_shared_stream(caches.servers.applied(), ctx.servers.clone())
+        .reconcile_all_on(ctx.shards.acquisition_ticks())
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
         )
@@ -259,7 +260,8 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     if !relevant(&server) {
         return Ok(Action::await_change());
     }
-    crate::window::instrumented(server.as_ref(), &ctx, reconcile_one(&server, &ctx)).await
+    let key = ctx.server_shard_key(Some(&server.name_any()));
+    crate::window::instrumented(server.as_ref(), &ctx, &key, reconcile_one(&server, &ctx)).await
 }
 
 async fn reconcile_one(server: &Server, ctx: &Ctx) -> Result<Action, Error> {

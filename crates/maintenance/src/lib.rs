@@ -275,9 +275,22 @@ pub(crate) struct Ctx {
     pub(crate) requests: metrics::BmcRequests,
     pub(crate) events: Events,
     pub(crate) backoff: Backoff,
+    pub(crate) shards: runtime::shards::Shards,
 }
 
 impl Ctx {
+    /// The shard key of server `name`: its BMC (one replica drives a BMC and all its systems);
+    /// the name itself when the server or its BMC reference is unknown.
+    pub(crate) fn server_shard_key(&self, name: Option<&str>) -> String {
+        let Some(name) = name else {
+            return String::new();
+        };
+        self.servers
+            .get(&kube::runtime::reflector::ObjectRef::new(name))
+            .and_then(|s| s.spec.bmc_ref.as_ref().map(|r| r.name.clone()))
+            .unwrap_or_else(|| name.to_string())
+    }
+
     /// Whether server `name` is this instance's: always without a server selector; with one,
     /// only servers in the cache (a sharded instance cannot tell "missing" from "another
     /// shard's", so it leaves objects naming unknown servers to the other instances).
@@ -341,6 +354,7 @@ pub struct Maintenance {
     metrics: ReconcileMetrics,
     requests: metrics::BmcRequests,
     events: Events,
+    shards: runtime::shards::Shards,
 }
 
 impl std::fmt::Debug for Maintenance {
@@ -385,7 +399,14 @@ impl Maintenance {
             metrics,
             requests,
             events,
+            shards: runtime::shards::Shards::all(),
         }
+    }
+
+    /// Acts only on the BMCs of the shards `shards` holds (automatic sharding).
+    pub fn with_shards(mut self, shards: runtime::shards::Shards) -> Self {
+        self.shards = shards;
+        self
     }
 
     /// The configuration.
@@ -413,6 +434,7 @@ impl Maintenance {
             requests: self.requests.clone(),
             events: self.events.clone(),
             backoff: Backoff::default(),
+            shards: self.shards.clone(),
         });
         // Start only once every cache has synced, and give up at once if leadership goes first:
         // a reconcile parked on an unsynced cache would hold graceful shutdown past the fencing

@@ -40,6 +40,32 @@ async fn main() -> anyhow::Result<()> {
         .context("building the Kubernetes client")?;
     let maintenance = Maintenance::start(client.clone(), config, &state);
 
+    if cli.common.leader_elect && cli.common.shards > 0 {
+        // Every replica runs the controllers, each for the BMCs of the shards it holds.
+        let group = cli
+            .common
+            .lease_name
+            .clone()
+            .unwrap_or_else(|| "metal-maintenance".into());
+        let coordinator = runtime::shards::spawn(
+            client,
+            runtime::shards::ShardParams {
+                lease: cli.common.lease_params(group.clone()),
+                group,
+                shards: cli.common.shards,
+            },
+            Some(runtime::metrics::LeaderMetrics::new(&state.metrics)),
+        );
+        maintenance
+            .with_shards(coordinator.shards())
+            .run_controllers(shutdown.clone())
+            .await;
+        coordinator.stop().await;
+        shutdown.cancel();
+        let _ = admin_task.await;
+        tracing::info!("metal-maintenance stopped");
+        return Ok(());
+    }
     let result = lease::lead_or_run(
         &cli.common,
         "metal-maintenance",

@@ -131,6 +131,7 @@ pub fn requested_age(server: &Server, now: k8s_openapi::jiff::Timestamp) -> Opti
 
 pub(crate) async fn run(ctx: Arc<Ctx>, caches: &Caches, shutdown: CancellationToken) {
     Controller::for_shared_stream(caches.servers.applied(), ctx.servers.clone())
+        .reconcile_all_on(ctx.shards.acquisition_ticks())
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
         )
@@ -148,7 +149,8 @@ async fn reconcile(server: Arc<Server>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     if matches!(next(&server), Step::Nothing) {
         return Ok(Action::await_change());
     }
-    crate::window::instrumented(server.as_ref(), &ctx, reconcile_one(&server, &ctx)).await
+    let key = ctx.server_shard_key(Some(&server.name_any()));
+    crate::window::instrumented(server.as_ref(), &ctx, &key, reconcile_one(&server, &ctx)).await
 }
 
 fn condition(server: &Server, status: ConditionStatus, reason: &str, message: &str) -> Condition {

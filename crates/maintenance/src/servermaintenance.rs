@@ -49,6 +49,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, caches: &Caches, shutdown: CancellationTo
     let by_peer = ctx.maintenances.clone();
     let servers = ctx.servers.clone();
     Controller::for_shared_stream(caches.maintenances.applied(), ctx.maintenances.clone())
+        .reconcile_all_on(ctx.shards.acquisition_ticks())
         .watches_shared_stream(caches.boot_configurations.touched(), |sbc| {
             // Created from a maintenance's template: labelled with its name.
             let owner = sbc
@@ -100,7 +101,8 @@ fn key_string(k: &Key) -> String {
 }
 
 async fn reconcile(sm: Arc<ServerMaintenance>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    crate::window::instrumented(sm.as_ref(), &ctx, reconcile_one(&sm, &ctx)).await
+    let key = ctx.server_shard_key(Some(sm.spec.server_ref.name.as_str()));
+    crate::window::instrumented(sm.as_ref(), &ctx, &key, reconcile_one(&sm, &ctx)).await
 }
 
 fn sm_api(ctx: &Ctx, sm: &ServerMaintenance) -> Api<ServerMaintenance> {

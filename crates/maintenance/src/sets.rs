@@ -436,10 +436,14 @@ pub(crate) async fn run<S: SetKind>(
         let expectations = expectations.clone();
         async move {
             let work = reconcile_set(set.as_ref(), &ctx, &children, &expectations);
-            crate::window::instrumented(set.as_ref(), &ctx, work).await
+            // A set is one replica's as a whole (its roll-out limits count all its children);
+            // each child is then driven by the holder of its BMC's shard.
+            let key = format!("{}/{}", S::kind(&()), set.name_any());
+            crate::window::instrumented(set.as_ref(), &ctx, &key, work).await
         }
     };
     Controller::for_shared_stream(sets.applied(), sets.store())
+        .reconcile_all_on(ctx.shards.acquisition_ticks())
         // Any server change may change which servers a set selects, or free a slot of its
         // roll-out (a server handed back); a BMC's labels select it.
         .watches_shared_stream(caches.servers.touched(), {

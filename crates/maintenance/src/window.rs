@@ -138,10 +138,12 @@ pub(crate) async fn run<K, F, Fut>(
         let f = reconcile_one.clone();
         async move {
             let work = f(obj.clone(), ctx.clone());
-            instrumented(obj.as_ref(), &ctx, work).await
+            let key = ctx.server_shard_key(obj.server());
+            instrumented(obj.as_ref(), &ctx, &key, work).await
         }
     };
     Controller::for_shared_stream(objects.applied(), store)
+        .reconcile_all_on(ctx.shards.acquisition_ticks())
         .watches_shared_stream(caches.servers.touched(), move |server| {
             let name = server.name_any();
             by_server
@@ -171,17 +173,29 @@ pub(crate) async fn run<K, F, Fut>(
         .await;
 }
 
-/// Runs `work` as one reconcile of `obj`: after the caches synced, counted and timed in the
-/// reconcile metrics, the object's backoff forgotten on success.
+/// Runs `work` as one reconcile of `obj`: after the caches synced, only if this replica holds
+/// the shard of `shard_key` (dropped, as a kill would, the moment the shard is lost), counted
+/// and timed in the reconcile metrics, the object's backoff forgotten on success.
 pub(crate) async fn instrumented<K: Resource<DynamicType = ()>>(
     obj: &K,
     ctx: &Ctx,
+    shard_key: &str,
     work: impl Future<Output = Result<Action, Error>>,
 ) -> Result<Action, Error> {
     ctx.caches.ready().await;
+    let Some(shard) = ctx.shards.enter(shard_key) else {
+        // Another replica's; taking the shard later reconciles everything again.
+        return Ok(Action::await_change());
+    };
     let key = backoff_key(obj);
     let timer = ctx.metrics.start(&K::kind(&()));
-    let result = work.await;
+    let result = tokio::select! {
+        r = work => r,
+        _ = shard.lost() => {
+            timer.failure("ShardLost");
+            return Ok(Action::await_change());
+        }
+    };
     match &result {
         Ok(_) => {
             timer.success();

@@ -6,17 +6,20 @@
 //! one member Lease per replica, `<group>-member-<identity>`. A work item (a BMC, by name) maps
 //! to a shard by a stable hash ([`shard_of`]); each shard's wanted holder is chosen among the
 //! live members by rendezvous hashing ([`owner`]), so a join or leave moves only about `1/n` of
-//! the shards. Each replica acts only on items of shards whose Lease it holds. Every shard Lease
-//! follows the rules of [`crate::lease`]: compare-and-swap writes, take only when released or
-//! unchanged for `lease_duration` by our own clock, step down when a renewal has not succeeded
-//! for `renew_deadline`.
+//! the shards. Each replica acts only on items of shards whose Lease names it.
+//!
+//! Liveness is the member Lease: each replica renews its own once per `retry_period` (the only
+//! write a round makes, whatever the number of shards), and a holder counts as gone once its
+//! member Lease has not changed for `lease_duration` by the observer's own clock (robust to
+//! skew). Taking a shard is a compare-and-swap write on its Lease, allowed when it is released
+//! or its holder is gone. A replica that has not renewed its membership for `renew_deadline`
+//! (< `lease_duration`) cancels the work of all its shards ([`ShardGuard::lost`]) before anyone
+//! may count it gone.
 //!
 //! Hand-over without duplicated side effects: a replica that should give a shard to another
 //! first refuses new work on it, waits for the work in flight to finish ([`ShardGuard`]s), and
-//! only then releases the Lease; the new holder takes it only once released. A replica that
-//! cannot renew cancels the shard's work ([`ShardGuard::lost`]) before its Lease can expire for
-//! the others. One coordinator loop per replica lists the group's Leases once per
-//! `retry_period` and renews what it holds.
+//! only then releases the Lease; the new holder takes it only once released. One coordinator
+//! loop per replica lists the group's Leases once per round.
 
 use crate::lease::LeaseParams;
 use crate::metrics::LeaderMetrics;
@@ -96,26 +99,26 @@ pub fn shard_lease_name(group: &str, i: u32) -> String {
 pub enum ShardStep {
     /// Not ours and not for us (or not free yet): leave it.
     Leave,
-    /// Ours and still wanted: renew.
+    /// Ours and still wanted: keep it (our membership renewal keeps it ours).
     Renew,
-    /// Ours, wanted elsewhere, work still in flight: refuse new work, keep renewing.
+    /// Ours, wanted elsewhere, work still in flight: refuse new work, keep it.
     Drain,
     /// Ours, wanted elsewhere, nothing in flight: release the Lease.
     Release,
-    /// Wanted here and free (released, absent, or unchanged for a lease duration): take it.
+    /// Wanted here and free (released, absent, or its holder gone): take it.
     Take,
     /// We believed we held it but the Lease names another holder: stop at once.
     Lost,
 }
 
 /// Decides [`ShardStep`] for a shard: whether we hold it, its recorded holder, whether it is
-/// wanted here, whether it has been unchanged for a lease duration, and the work in flight.
+/// wanted here, whether that holder is gone (see the coordinator), and the work in flight.
 pub fn shard_step(
     held: bool,
     holder: &str,
     me: &str,
     wanted_here: bool,
-    expired: bool,
+    holder_gone: bool,
     in_flight: usize,
 ) -> ShardStep {
     if held {
@@ -131,9 +134,7 @@ pub fn shard_step(
             ShardStep::Drain
         };
     }
-    // A holder's name, even our own from a previous run of this identity (a restarted pod
-    // keeps its name), frees the shard only once unchanged for a lease duration.
-    if wanted_here && (holder.is_empty() || expired) {
+    if wanted_here && (holder.is_empty() || holder_gone) {
         ShardStep::Take
     } else {
         ShardStep::Leave
@@ -146,8 +147,6 @@ struct Slot {
     draining: bool,
     in_flight: usize,
     token: CancellationToken,
-    /// Start of the last successful take or renewal.
-    renewed: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -219,7 +218,6 @@ impl Shards {
                                 draining: false,
                                 in_flight: 0,
                                 token: CancellationToken::new(),
-                                renewed: None,
                             })
                         })
                         .collect(),
@@ -350,6 +348,7 @@ pub fn spawn(
         shards: shards.clone(),
         seen: HashMap::new(),
         metrics,
+        member_renewed: None,
     };
     let stop2 = stop.clone();
     let task = tokio::spawn(async move {
@@ -378,6 +377,8 @@ struct Coordinator {
     /// Per Lease name: its last observed `(holder, renewTime)` and when we saw it change.
     seen: HashMap<String, ((String, Option<String>), Instant)>,
     metrics: Option<LeaderMetrics>,
+    /// Start of the round of our last successful membership renewal.
+    member_renewed: Option<Instant>,
 }
 
 impl Coordinator {
@@ -497,13 +498,17 @@ impl Coordinator {
         }
     }
 
-    /// Stops work on every held shard whose last renewal is older than the renew deadline.
+    /// Stops the work of every held shard once our membership has not been renewed for the
+    /// renew deadline: from then on the others may soon count us dead and take our shards.
     fn fence_expired(&self) {
         let deadline = self.params.lease.renew_deadline;
+        if self.member_renewed.is_some_and(|t| t.elapsed() < deadline) {
+            return;
+        }
         for i in 0..self.params.shards {
             let mut s = self.shards.slot(i);
-            if s.held && s.renewed.is_none_or(|t| t.elapsed() >= deadline) {
-                tracing::error!(lease = %self.key(i), "could not renew the shard within the renew deadline; stopping its work");
+            if s.held {
+                tracing::error!(lease = %self.key(i), "could not renew membership within the renew deadline; stopping the shard's work");
                 s.held = false;
                 s.draining = false;
                 s.token.cancel();
@@ -513,10 +518,12 @@ impl Coordinator {
         }
     }
 
-    /// One round: renew our membership, read the group, then take, renew, drain or release
-    /// each shard.
+    /// One round: read the group, renew our membership, then take, keep, drain or release
+    /// each shard. Only the member Lease is written every round: a shard's holder is alive
+    /// while its member Lease changes, so holding costs no write per shard.
     async fn round(&mut self) {
         let me = self.params.lease.identity.clone();
+        let start = Instant::now();
         let leases = match self.list().await {
             Ok(l) => l,
             Err(e) => {
@@ -530,16 +537,24 @@ impl Coordinator {
             .filter_map(|l| l.metadata.name.clone().map(|n| (n, l)))
             .collect();
         let member = self.member.clone();
-        if let Err(e) = self
+        let renewed = match self
             .write(&member, "member", by_name.get(&member).copied(), Some(&me))
             .await
         {
-            tracing::warn!(group = %self.params.group, error = %e, "renewing the member Lease failed");
-        }
+            Ok(()) => {
+                self.member_renewed = Some(start);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(group = %self.params.group, error = %e, "renewing the member Lease failed");
+                false
+            }
+        };
+        self.fence_expired();
 
-        // Live members: ourselves, and every member Lease with a holder that changed within a
-        // lease duration by our clock. Long-dead ones are removed.
-        let mut live: Vec<String> = vec![me.clone()];
+        // Members: ourselves, and every member Lease with a holder that changed within a
+        // lease duration by our clock (alive); long-dead ones are removed.
+        let mut alive: HashMap<String, bool> = HashMap::new();
         let role_of = |l: &Lease| {
             l.metadata
                 .labels
@@ -560,16 +575,24 @@ impl Coordinator {
                 .as_ref()
                 .and_then(|s| s.holder_identity.clone())
                 .unwrap_or_default();
-            if !holder.is_empty() && unchanged < self.params.lease.lease_duration {
-                live.push(holder);
-            } else if unchanged >= self.params.lease.lease_duration * 4 {
+            if holder.is_empty() {
+                continue;
+            }
+            let live = unchanged < self.params.lease.lease_duration;
+            *alive.entry(holder).or_default() |= live;
+            if unchanged >= self.params.lease.lease_duration * 4 {
                 let _ = self.api.delete(&name, &DeleteParams::default()).await;
                 self.seen.remove(&name);
             }
         }
+        let mut live: Vec<&str> = alive
+            .iter()
+            .filter(|(_, a)| **a)
+            .map(|(m, _)| m.as_str())
+            .collect();
+        live.push(&me);
         live.sort();
         live.dedup();
-        let members: Vec<&str> = live.iter().map(String::as_str).collect();
 
         let mut acquired = false;
         for i in 0..self.params.shards {
@@ -580,22 +603,21 @@ impl Coordinator {
                 .and_then(|s| s.holder_identity.clone())
                 .unwrap_or_default();
             let unchanged = self.observe(&name, existing.and_then(|l| l.spec.as_ref()));
-            let wanted_here = owner(i, &members) == Some(me.as_str());
+            // A holder is gone once its membership stopped changing for a lease duration; one
+            // without a member Lease (removed by hand) once the shard Lease itself stood still
+            // that long. Our own name from a previous run of this identity is free at once.
+            let holder_gone = holder == me
+                || match alive.get(&holder) {
+                    Some(a) => !a,
+                    None => unchanged >= self.params.lease.lease_duration,
+                };
+            let wanted_here = renewed && owner(i, &live) == Some(me.as_str());
             let (held, in_flight) = {
                 let s = self.shards.slot(i);
                 (s.held, s.in_flight)
             };
-            let step = shard_step(
-                held,
-                &holder,
-                &me,
-                wanted_here,
-                unchanged >= self.params.lease.lease_duration,
-                in_flight,
-            );
-            let start = Instant::now();
-            match step {
-                ShardStep::Leave => {}
+            match shard_step(held, &holder, &me, wanted_here, holder_gone, in_flight) {
+                ShardStep::Leave | ShardStep::Renew => {}
                 ShardStep::Lost => {
                     tracing::warn!(lease = %self.key(i), holder, "shard taken by another replica; stopping its work");
                     let mut s = self.shards.slot(i);
@@ -605,20 +627,12 @@ impl Coordinator {
                     drop(s);
                     self.set_held(i, false);
                 }
-                ShardStep::Renew | ShardStep::Drain => {
-                    if step == ShardStep::Drain {
-                        let mut s = self.shards.slot(i);
-                        if !s.draining {
-                            tracing::info!(lease = %self.key(i), "shard wanted by another replica; finishing its work");
-                        }
-                        s.draining = true;
+                ShardStep::Drain => {
+                    let mut s = self.shards.slot(i);
+                    if !s.draining {
+                        tracing::info!(lease = %self.key(i), "shard wanted by another replica; finishing its work");
                     }
-                    match self.write(&name, "shard", existing, Some(&me)).await {
-                        Ok(()) => self.shards.slot(i).renewed = Some(start),
-                        Err(e) => {
-                            tracing::warn!(lease = %self.key(i), error = %e, "renewing the shard failed")
-                        }
-                    }
+                    s.draining = true;
                 }
                 ShardStep::Release => {
                     {
@@ -631,7 +645,8 @@ impl Coordinator {
                         Ok(()) => {
                             tracing::info!(lease = %self.key(i), "shard handed over")
                         }
-                        // Not released: others take it once it expires (our work is stopped).
+                        // Not released: it is free once our membership lapses (our work on it
+                        // has stopped).
                         Err(e) => {
                             tracing::warn!(lease = %self.key(i), error = %e, "releasing the shard failed")
                         }
@@ -647,7 +662,6 @@ impl Coordinator {
                         s.held = true;
                         s.draining = false;
                         s.token = CancellationToken::new();
-                        s.renewed = Some(start);
                         drop(s);
                         self.set_held(i, true);
                         tracing::info!(lease = %self.key(i), "took shard");
@@ -656,7 +670,6 @@ impl Coordinator {
                 }
             }
         }
-        self.fence_expired();
         if acquired {
             self.shards.inner.acquired.send_modify(|n| *n += 1);
         }
@@ -763,16 +776,15 @@ mod tests {
             Leave,
             "valid holder"
         );
-        assert_eq!(shard_step(false, "b", "a", true, true, 0), Take, "expired");
+        assert_eq!(
+            shard_step(false, "b", "a", true, true, 0),
+            Take,
+            "holder gone"
+        );
         assert_eq!(
             shard_step(false, "", "a", false, false, 0),
             Leave,
             "not ours"
-        );
-        assert_eq!(
-            shard_step(false, "a", "a", true, false, 0),
-            Leave,
-            "our name from a previous run: wait for it to expire"
         );
         assert_eq!(shard_step(false, "a", "a", true, true, 0), Take);
     }

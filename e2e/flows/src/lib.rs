@@ -530,10 +530,19 @@ pub fn common_args(site: &Site) -> Vec<String> {
     ]
 }
 
+/// [`common_args`] plus automatic sharding: the controllers that talk to BMCs run sharded in
+/// every flow (one replica holding all shards unless a test starts more), so the kill suites
+/// exercise the shard hand-over path.
+pub fn sharded_args(site: &Site) -> Vec<String> {
+    let mut a = common_args(site);
+    a.push("--shards=4".into());
+    a
+}
+
 /// `metal-discovery` for the site and rack.
 pub fn discovery_args(site: &Site, rack: &Rack, inspection: &str) -> Vec<String> {
     let registry = rack.registry_port;
-    let mut a = common_args(site);
+    let mut a = sharded_args(site);
     a.extend([
         format!("--bmc-selector={}", site.selector()),
         format!("--manager-namespace={}", site.ns),
@@ -570,7 +579,7 @@ pub fn reservation_args(site: &Site) -> Vec<String> {
 
 /// `metal-provisioning` for the site and rack.
 pub fn provisioning_args(site: &Site, rack: &Rack) -> Vec<String> {
-    let mut a = common_args(site);
+    let mut a = sharded_args(site);
     a.extend([
         format!("--server-selector={}", site.selector()),
         format!("--boot-addr={}", rack.boot_addr),
@@ -592,7 +601,7 @@ pub fn provisioning_args(site: &Site, rack: &Rack) -> Vec<String> {
 
 /// `metal-maintenance` for the site and rack (maintenances requested in the site namespace).
 pub fn maintenance_args(site: &Site, rack: &Rack) -> Vec<String> {
-    let mut a = common_args(site);
+    let mut a = sharded_args(site);
     a.extend([
         format!("--server-selector={}", site.selector()),
         format!("--maintenance-namespace={}", site.ns),

@@ -117,7 +117,7 @@ servers.metal.ironcore.dev/status [] [] [patch]
 /// In its own namespace these rows replace the row of the same resource in
 /// [`MAINTENANCE_OTHER`] or are added.
 const MAINTENANCE_OWN: &str = "
-leases.coordination.k8s.io [] [] [get create update]
+leases.coordination.k8s.io [] [] [get list create update delete]
 secrets [] [] [get create delete]
 ";
 
