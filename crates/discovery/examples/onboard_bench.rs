@@ -4,7 +4,12 @@
 //! ```text
 //! cargo run --release -p metal-discovery --example onboard_bench -- --bmcs 100
 //! cargo run --release -p metal-discovery --example onboard_bench -- --bmcs 1000 --concurrency 128
+//! cargo run --release -p metal-discovery --example onboard_bench -- --bmcs 2000 --replicas 2
 //! ```
+//!
+//! With `--replicas N` that many discovery processes divide the BMCs through automatic sharding
+//! (`--shards`, 16 by default), all started at once; the figures add up their requests and
+//! writes and report the largest replica's memory.
 //!
 //! Prints: wall time from process start until every Server is Available, Redfish requests per
 //! server (simulator counters), API writes per server (discovery's own counter), peak RSS of the
@@ -51,6 +56,13 @@ struct Args {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 1800)]
     timeout_secs: u64,
+    /// Discovery processes sharing the BMCs through automatic sharding (`--shards`); with 1 and
+    /// no `--shards`, one unsharded process.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    /// Shards of the group when sharded (implied 16 when `--replicas` > 1).
+    #[arg(long)]
+    shards: Option<u32>,
 }
 
 fn free_port() -> u16 {
@@ -195,20 +207,20 @@ async fn main() -> anyhow::Result<()> {
         sim.reset_request_counts(i)?;
     }
 
-    let admin_port = free_port();
+    let shards = args.shards.or((args.replicas > 1).then_some(16));
     let started = Instant::now();
-    let mut cmd = match &args.wrap {
-        Some(w) => {
-            let mut c = tokio::process::Command::new(w);
-            c.arg(&bin);
-            c
-        }
-        None => tokio::process::Command::new(&bin),
-    };
-    let mut child = cmd
-        .arg("--kubeconfig")
-        .arg(cp.kubeconfig())
-        .args([
+    let mut children = Vec::new();
+    for r in 0..args.replicas.max(1) {
+        let admin_port = free_port();
+        let mut cmd = match &args.wrap {
+            Some(w) => {
+                let mut c = tokio::process::Command::new(w);
+                c.arg(&bin);
+                c
+            }
+            None => tokio::process::Command::new(&bin),
+        };
+        cmd.arg("--kubeconfig").arg(cp.kubeconfig()).args([
             "--bmc-selector",
             &format!("metal.bench/run={run}"),
             "--admin-addr",
@@ -221,12 +233,30 @@ async fn main() -> anyhow::Result<()> {
             "30m",
             "--log-level",
             "warn",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = child.id().context("pid")?;
+        ]);
+        if let Some(n) = shards {
+            cmd.args([
+                "--leader-elect",
+                "--lease-namespace",
+                "default",
+                "--lease-name",
+                "bench",
+                "--lease-duration",
+                "3s",
+                "--shards",
+                &n.to_string(),
+                "--identity",
+                &format!("replica-{r}"),
+            ]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id().context("pid")?;
+        children.push((child, pid, admin_port));
+    }
     let servers: Api<Server> = Api::all(client.clone());
     let lp = ListParams::default().labels(&format!("metal.bench/run={run}"));
     let mut last = 0;
@@ -253,8 +283,10 @@ async fn main() -> anyhow::Result<()> {
         if started.elapsed() > Duration::from_secs(args.timeout_secs) {
             bail!("timed out with {avail}/{} available", args.bmcs);
         }
-        if let Some(status) = child.try_wait()? {
-            bail!("metal-discovery exited: {status}");
+        for (child, _, _) in &mut children {
+            if let Some(status) = child.try_wait()? {
+                bail!("metal-discovery exited: {status}");
+            }
         }
         tokio::time::sleep(Duration::from_millis(if args.bmcs > 200 {
             1000
@@ -263,19 +295,32 @@ async fn main() -> anyhow::Result<()> {
         }))
         .await;
     };
-    let metrics = scrape(admin_port).await;
-    let hwm = status_kib(pid, "VmHWM").unwrap_or(0);
+    // Every replica's metrics, concatenated (the sums below add them up); the largest peak RSS.
+    let mut metrics = String::new();
+    let mut hwm = 0;
+    for (_, pid, port) in &children {
+        metrics.push_str(&scrape(*port).await);
+        hwm = hwm.max(status_kib(*pid, "VmHWM").unwrap_or(0));
+    }
     // Settled: after the Redfish client's idle timeout, pooled connections are closed.
     tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
-    let settled = status_kib(pid, "VmRSS").unwrap_or(0);
+    let settled = children
+        .iter()
+        .map(|(_, pid, _)| status_kib(*pid, "VmRSS").unwrap_or(0))
+        .max()
+        .unwrap_or(0);
     if args.wrap.is_some() {
         // Let the wrapper (a profiler) see a clean exit and write its report.
         let _ = Command::new("pkill")
             .args(["-TERM", "-f", "metal-discovery --kubeconfig"])
             .status();
-        let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+        for (child, _, _) in &mut children {
+            let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+        }
     }
-    child.kill().await?;
+    for (child, _, _) in &mut children {
+        child.kill().await?;
+    }
     let n = args.bmcs as f64;
     let sim_requests: u64 = (0..infos.len())
         .map(|i| sim.request_counts(i).map(|c| c.total).unwrap_or(0))
@@ -284,13 +329,14 @@ async fn main() -> anyhow::Result<()> {
     let client_requests = sum_metric(&metrics, "metal_redfish_requests_total");
     println!();
     println!(
-        "| BMCs | latency | concurrency | wall time to all Available | servers/min | Redfish req/server (sim) | API writes/server | peak RSS (VmHWM) | RSS {}s later |",
+        "| BMCs | replicas | latency | concurrency | wall time to all Available | servers/min | Redfish req/server (sim) | API writes/server | peak RSS (VmHWM, largest replica) | RSS {}s later |",
         args.settle_secs
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {} ms | {} | {:.1} s | {:.0} | {:.1} | {:.1} | {:.1} MiB | {:.1} MiB |",
+        "| {} | {} | {} ms | {} | {:.1} s | {:.0} | {:.1} | {:.1} | {:.1} MiB | {:.1} MiB |",
         args.bmcs,
+        children.len(),
         args.latency_ms,
         args.concurrency,
         wall.as_secs_f64(),
@@ -332,11 +378,13 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!(
-        "bench onboard bmcs={} latency_ms={} concurrency={} wall_s={:.2} redfish_per_server={:.2} api_writes_per_server={:.2} peak_rss_mib={:.1} settled_rss_mib={:.1}",
+        "bench onboard bmcs={} replicas={} latency_ms={} concurrency={} wall_s={:.2} servers_per_s={:.1} redfish_per_server={:.2} api_writes_per_server={:.2} peak_rss_mib={:.1} settled_rss_mib={:.1}",
         args.bmcs,
+        children.len(),
         args.latency_ms,
         args.concurrency,
         wall.as_secs_f64(),
+        n / wall.as_secs_f64(),
         sim_requests as f64 / n,
         writes / n,
         hwm as f64 / 1024.0,

@@ -335,17 +335,23 @@ pub enum PowerStep {
 }
 
 /// Decides the power step: `observed` is the BMC's state, `requested_age` the age of the
-/// recorded request for this spec generation and target, if any.
+/// recorded request for this spec generation and target, if any. Nothing is sent while the
+/// BMC reports a power transition.
 pub fn power_step(
     want: redfish::models::PowerState,
     observed: Option<redfish::models::PowerState>,
     requested_age: Option<Duration>,
     timeout: Duration,
 ) -> PowerStep {
+    use redfish::models::PowerState::{PoweringOff, PoweringOn};
     if observed == Some(want) {
         return PowerStep::Reached;
     }
+    // A transition under way ends on its own; BMCs refuse (409) or drop a request sent into
+    // it, so wait for it unless a request of ours has already timed out.
+    let moving = matches!(observed, Some(PoweringOn | PoweringOff));
     match requested_age {
+        _ if moving && requested_age.is_none_or(|age| age < timeout) => PowerStep::Wait,
         Some(age) if age < timeout => PowerStep::Wait,
         Some(_) => PowerStep::Issue { retry: true },
         None => PowerStep::Issue { retry: false },
@@ -626,6 +632,24 @@ mod tests {
         assert_eq!(
             power_step(Off, Some(Off), Some(Duration::from_secs(999)), t),
             PowerStep::Reached
+        );
+    }
+
+    #[test]
+    fn nothing_is_sent_into_a_power_transition() {
+        use redfish::models::PowerState::{PoweringOff, PoweringOn};
+        let t = Duration::from_secs(300);
+        // Powered on behind our back and still booting: a shutdown now would be refused.
+        assert_eq!(power_step(Off, Some(PoweringOn), None, t), PowerStep::Wait);
+        assert_eq!(power_step(On, Some(PoweringOff), None, t), PowerStep::Wait);
+        assert_eq!(
+            power_step(Off, Some(PoweringOn), Some(Duration::from_secs(5)), t),
+            PowerStep::Wait
+        );
+        // A transition that outlasts our own timed-out request: send again.
+        assert_eq!(
+            power_step(Off, Some(PoweringOn), Some(Duration::from_secs(301)), t),
+            PowerStep::Issue { retry: true }
         );
     }
 }
