@@ -113,6 +113,35 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Pids of the processes running program `name` whose arguments mention `needle` (the control
+/// plane's directory).
+fn pids_with(needle: &str, name: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                let program = c.split('\0').next().unwrap_or_default();
+                program.rsplit('/').next() == Some(name) && c.contains(needle)
+            })
+        })
+        .collect()
+}
+
 async fn scrape(port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
@@ -208,6 +237,18 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let shards = args.shards.or((args.replicas > 1).then_some(16));
+    // What bounds the run: CPU seconds of each part over the onboarding.
+    let cp_dir = cp
+        .dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let parts = [
+        ("kube-apiserver", pids_with(&cp_dir, "kube-apiserver")),
+        ("etcd", pids_with(&cp_dir, "etcd")),
+        ("simulator + bench", vec![std::process::id()]),
+    ];
+    let cpu_at = |pids: &[u32]| pids.iter().map(|p| cpu_secs(*p)).sum::<f64>();
+    let parts_before: Vec<f64> = parts.iter().map(|(_, p)| cpu_at(p)).collect();
     let started = Instant::now();
     let mut children = Vec::new();
     for r in 0..args.replicas.max(1) {
@@ -242,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
                 "--lease-name",
                 "bench",
                 "--lease-duration",
-                "3s",
+                "15s",
                 "--shards",
                 &n.to_string(),
                 "--identity",
@@ -295,6 +336,13 @@ async fn main() -> anyhow::Result<()> {
         }))
         .await;
     };
+    let discovery_pids: Vec<u32> = children.iter().map(|(_, pid, _)| *pid).collect();
+    let mut cpu: Vec<(&str, f64)> = parts
+        .iter()
+        .zip(&parts_before)
+        .map(|((name, pids), before)| (*name, cpu_at(pids) - before))
+        .collect();
+    cpu.push(("discovery (all replicas)", cpu_at(&discovery_pids)));
     // Every replica's metrics, concatenated (the sums below add them up); the largest peak RSS.
     let mut metrics = String::new();
     let mut hwm = 0;
@@ -359,6 +407,17 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!();
+    println!(
+        "| process | CPU seconds during onboarding | cores busy (of {}) |",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!("|---|---|---|");
+    let total: f64 = cpu.iter().map(|(_, c)| c).sum();
+    for (name, c) in &cpu {
+        println!("| {name} | {c:.1} | {:.2} |", c / wall.as_secs_f64());
+    }
+    println!("| all | {total:.1} | {:.2} |", total / wall.as_secs_f64());
+    println!();
     println!("| Redfish request | per server |");
     println!("|---|---|");
     for (k, v) in &by_request {
@@ -378,7 +437,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!(
-        "bench onboard bmcs={} replicas={} latency_ms={} concurrency={} wall_s={:.2} servers_per_s={:.1} redfish_per_server={:.2} api_writes_per_server={:.2} peak_rss_mib={:.1} settled_rss_mib={:.1}",
+        "bench onboard bmcs={} replicas={} latency_ms={} concurrency={} wall_s={:.2} servers_per_s={:.1} redfish_per_server={:.2} api_writes_per_server={:.2} peak_rss_mib={:.1} settled_rss_mib={:.1} cores_busy={:.2}",
         args.bmcs,
         children.len(),
         args.latency_ms,
@@ -388,7 +447,8 @@ async fn main() -> anyhow::Result<()> {
         sim_requests as f64 / n,
         writes / n,
         hwm as f64 / 1024.0,
-        settled as f64 / 1024.0
+        settled as f64 / 1024.0,
+        total / wall.as_secs_f64()
     );
     sim.shutdown().await;
     drop(cp);

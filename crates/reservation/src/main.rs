@@ -23,6 +23,13 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     runtime::logging::init(&cli.common.log_level, cli.common.log_format)?;
+    if cli.common.shards > 0 {
+        // Binding is one decision over all servers (no two claims may take one server), so
+        // reservation stays a single leader; its work is API-only and measured to keep up.
+        anyhow::bail!(
+            "--shards: metal-reservation runs as one leader (--leader-elect); it is not sharded"
+        );
+    }
     let config = cli.reservation.config(&cli.common)?;
     tracing::info!(?config, "starting metal-reservation");
 

@@ -135,10 +135,15 @@ pub fn shard_step(
         };
     }
     if wanted_here && (holder.is_empty() || holder_gone) {
-        ShardStep::Take
-    } else {
-        ShardStep::Leave
+        return ShardStep::Take;
     }
+    if holder == me {
+        // Ours by the record but not here: a take whose answer we never saw (timed out), or
+        // a previous run of this identity. Nobody else may take it while we live, so give it
+        // back rather than block its wanted holder.
+        return ShardStep::Release;
+    }
+    ShardStep::Leave
 }
 
 #[derive(Debug)]
@@ -787,6 +792,11 @@ mod tests {
             "not ours"
         );
         assert_eq!(shard_step(false, "a", "a", true, true, 0), Take);
+        assert_eq!(
+            shard_step(false, "a", "a", false, true, 0),
+            Release,
+            "a take whose answer was lost, wanted elsewhere: given back, not kept forever"
+        );
     }
 
     #[test]

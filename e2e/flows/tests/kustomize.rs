@@ -242,6 +242,13 @@ fn the_site_overlay_shows_the_site_settings() {
         None,
         "default Lease metal-discovery"
     );
+    for d in [a, b] {
+        assert_eq!(
+            flag(d, "--shards").as_deref(),
+            Some("16"),
+            "replicas of each label shard divide its BMCs"
+        );
+    }
     assert_eq!(
         flag(b, "--lease-name").as_deref(),
         Some("metal-discovery-shard-b")
