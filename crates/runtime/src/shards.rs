@@ -161,6 +161,8 @@ struct Inner {
     slots: Option<Vec<Mutex<Slot>>>,
     idle: Notify,
     acquired: watch::Sender<u64>,
+    /// Start of the round of our last successful membership renewal.
+    member_renewed: Mutex<Option<Instant>>,
 }
 
 /// Which shards this replica holds; cheap to clone, consulted by every reconcile.
@@ -206,6 +208,7 @@ impl Shards {
                 slots: None,
                 idle: Notify::new(),
                 acquired,
+                member_renewed: Mutex::new(None),
             }),
         }
     }
@@ -229,6 +232,7 @@ impl Shards {
                 ),
                 idle: Notify::new(),
                 acquired,
+                member_renewed: Mutex::new(None),
             }),
         }
     }
@@ -353,9 +357,27 @@ pub fn spawn(
         shards: shards.clone(),
         seen: HashMap::new(),
         metrics,
-        member_renewed: None,
     };
     let stop2 = stop.clone();
+    // The fencing watchdog: a round may wait on a slow API server for longer than the renew
+    // deadline, so the deadline is checked beside the rounds, not only in them.
+    let watchdog = {
+        let (shards, stop, p, metrics) = (
+            shards.clone(),
+            stop.clone(),
+            c.params.clone(),
+            c.metrics.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(p.lease.retry_period / 2) => {}
+                    _ = stop.cancelled() => break,
+                }
+                fence_expired(&shards, &p, metrics.as_ref());
+            }
+        })
+    };
     let task = tokio::spawn(async move {
         loop {
             c.round().await;
@@ -369,9 +391,40 @@ pub fn spawn(
                 _ = stop2.cancelled() => break,
             }
         }
+        watchdog.abort();
         c.hand_over().await;
     });
     ShardCoordinator { shards, stop, task }
+}
+
+/// Stops the work of every held shard once our membership has not been renewed for the renew
+/// deadline: from then on the others may soon count us gone and take our shards.
+fn fence_expired(shards: &Shards, p: &ShardParams, metrics: Option<&LeaderMetrics>) {
+    let deadline = p.lease.renew_deadline;
+    let renewed = *shards
+        .inner
+        .member_renewed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if renewed.is_some_and(|t| t.elapsed() < deadline) {
+        return;
+    }
+    for i in 0..p.shards {
+        let mut s = shards.slot(i);
+        if s.held {
+            tracing::error!(lease = %format!("{}/{}", p.lease.namespace, shard_lease_name(&p.group, i)), "could not renew membership within the renew deadline; stopping the shard's work");
+            s.held = false;
+            s.draining = false;
+            s.token.cancel();
+            drop(s);
+            if let Some(m) = metrics {
+                m.set(
+                    &format!("{}/{}", p.lease.namespace, shard_lease_name(&p.group, i)),
+                    false,
+                );
+            }
+        }
+    }
 }
 
 struct Coordinator {
@@ -382,8 +435,6 @@ struct Coordinator {
     /// Per Lease name: its last observed `(holder, renewTime)` and when we saw it change.
     seen: HashMap<String, ((String, Option<String>), Instant)>,
     metrics: Option<LeaderMetrics>,
-    /// Start of the round of our last successful membership renewal.
-    member_renewed: Option<Instant>,
 }
 
 impl Coordinator {
@@ -503,24 +554,8 @@ impl Coordinator {
         }
     }
 
-    /// Stops the work of every held shard once our membership has not been renewed for the
-    /// renew deadline: from then on the others may soon count us dead and take our shards.
     fn fence_expired(&self) {
-        let deadline = self.params.lease.renew_deadline;
-        if self.member_renewed.is_some_and(|t| t.elapsed() < deadline) {
-            return;
-        }
-        for i in 0..self.params.shards {
-            let mut s = self.shards.slot(i);
-            if s.held {
-                tracing::error!(lease = %self.key(i), "could not renew membership within the renew deadline; stopping the shard's work");
-                s.held = false;
-                s.draining = false;
-                s.token.cancel();
-                drop(s);
-                self.set_held(i, false);
-            }
-        }
+        fence_expired(&self.shards, &self.params, self.metrics.as_ref());
     }
 
     /// One round: read the group, renew our membership, then take, keep, drain or release
@@ -547,7 +582,12 @@ impl Coordinator {
             .await
         {
             Ok(()) => {
-                self.member_renewed = Some(start);
+                *self
+                    .shards
+                    .inner
+                    .member_renewed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(start);
                 true
             }
             Err(e) => {
